@@ -18,8 +18,8 @@ import bcrypt
 
 from pyscale.api.shapes import apikey_json, node_json, preauthkey_json, user_json
 from pyscale.control.http1 import Request, Response
-from pyscale.mapper.build import Mapper
 from pyscale.errors import Invalid, NotFound, PyscaleError
+from pyscale.mapper.build import Mapper
 from pyscale.state.model import ApiKey, utcnow
 from pyscale.state.registration import Registrar
 from pyscale.state.store import State

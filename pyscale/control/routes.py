@@ -7,7 +7,6 @@ listener (REST needs an API key there). DERP and the REST API are plugged in by 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -58,9 +57,8 @@ class Router:
             return self.verify(req)
         if (m := _REGISTRATION_ID.match(path)) and req.method == "GET":
             return register_page(m.group(1))
-        if path.startswith("/derp") or path == "/generate_204":
-            if self.deps.derp is not None:
-                return await self.deps.derp(req)
+        if (path.startswith("/derp") or path == "/generate_204") and self.deps.derp is not None:
+            return await self.deps.derp(req)
         if path.startswith("/api/v1/") and self.deps.api is not None:
             return await self.deps.api(req)
         return Response(404)
@@ -110,6 +108,3 @@ works the same.)</p>
 """
     return Response.html(page)
 
-
-def json_bytes(obj: object) -> bytes:
-    return json.dumps(obj).encode()

@@ -49,13 +49,14 @@ class _PrefixAllocator:
         return addr
 
     def _sequential(self) -> IPAddress:
-        addr = self._last
-        last = self.prefix.broadcast_address
+        addr = int(self._last)
+        last = int(self.prefix.broadcast_address)
         while addr < last:
-            addr = addr + 1
-            if self._usable(addr):
-                self._last = addr
-                return addr
+            addr += 1
+            candidate = ipaddress.ip_address(addr)
+            if self._usable(candidate):
+                self._last = candidate
+                return candidate
         raise AllocationError(f"no free address left in {self.prefix}")
 
     def _random(self) -> IPAddress:

@@ -18,7 +18,14 @@ from typing import Any, Protocol
 
 from pyscale.errors import Conflict, Invalid, NotFound
 from pyscale.keys import MachinePublic, NodePublic
-from pyscale.state.events import EventBus, FullUpdate, KeyExpiryChanged, NodeChanged, NodeRemoved, OnlineChanged
+from pyscale.state.events import (
+    EventBus,
+    FullUpdate,
+    KeyExpiryChanged,
+    NodeChanged,
+    NodeRemoved,
+    OnlineChanged,
+)
 from pyscale.state.ipam import IPAllocator
 from pyscale.state.model import ApiKey, Node, PreAuthKey, User, utcnow
 from pyscale.state.names import unique_given_name, validate_given_name
