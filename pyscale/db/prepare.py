@@ -1,0 +1,86 @@
+"""Make the file at ``path`` a Headscale v0.27.1 database before pyscale uses it (sync, own thread).
+
+- no objects yet: create schema.sql's statements and the 18 migration ids in one transaction;
+- a valid v0.27.1 database: use it as it is;
+- an older Headscale database: migrate it (``migrate.py``) or refuse, naming the version;
+- a newer or unknown one: refuse. Refusals never write to the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+
+from pyscale.db.errors import DatabaseError, UnsupportedDatabase
+from pyscale.db.schema import create_schema, schema_diff
+from pyscale.db.versions import Detected, detect
+
+BUSY_TIMEOUT_S = 5.0
+
+
+@dataclass
+class PrepareResult:
+    detected_version: str  # what the file was when opened ("new" for a fresh file)
+    created: bool = False
+    migrated: bool = False
+    steps: list[str] = field(default_factory=list)  # migration steps applied, in order
+
+
+def prepare_file(path: str) -> PrepareResult:
+    if os.path.isdir(path):
+        raise DatabaseError(f"database path {path} is a directory")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+    try:
+        return _prepare(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"database {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _prepare(conn: sqlite3.Connection, path: str) -> PrepareResult:
+    conn.execute("BEGIN IMMEDIATE")  # hold the write lock from the look to the create
+    try:
+        if _is_empty(conn):
+            create_schema(conn)
+            conn.execute("COMMIT")
+            return PrepareResult("new", created=True)
+        conn.execute("ROLLBACK")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    found = detect(conn)
+    if found.is_current:
+        _require_valid(conn, path, found)
+        return PrepareResult(found.version)
+    raise _refusal(path, found)
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+    return row is None or row[0] == 0
+
+
+def _require_valid(conn: sqlite3.Connection, path: str, found: Detected) -> None:
+    problems = schema_diff(conn)
+    if problems:
+        raise UnsupportedDatabase(
+            f"database {path} claims Headscale {found.version} but its schema differs from v0.27.1's "
+            f"(headscale itself would refuse it): {'; '.join(problems)}",
+            found.version,
+        )
+
+
+def _refusal(path: str, found: Detected) -> UnsupportedDatabase:
+    if found.is_newer:
+        why = "it was written by a Headscale release newer than v0.27.1; pyscale does not downgrade databases"
+    else:
+        why = "pyscale cannot migrate this version faithfully; upgrade it with headscale first"
+    return UnsupportedDatabase(
+        f"database {path} was written by Headscale {found.version}: {why}", found.version
+    )
