@@ -49,3 +49,4 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS.get(level.lower(), logging.DEBUG))
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)  # logs every statement at debug

@@ -67,7 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (server, users, nodes, preauthkeys):
         module.register(sub)
+    _accept_globals_everywhere(parser, set())
     return parser
+
+
+def _accept_globals_everywhere(parser: argparse.ArgumentParser, seen: set[int]) -> None:
+    """Headscale's global flags are cobra persistent flags: valid after any subcommand too."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            child.add_argument("-c", "--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            child.add_argument("-o", "--output", default=argparse.SUPPRESS, choices=OUTPUT_FORMATS,
+                               help=argparse.SUPPRESS)
+            child.add_argument("--force", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            _accept_globals_everywhere(child, seen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
