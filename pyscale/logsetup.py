@@ -24,7 +24,8 @@ class LogfmtFormatter(logging.Formatter):
         parts = []
         if self.timestamps:
             parts.append("time=" + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)))
-        parts += [f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={json.dumps(record.getMessage())}"]
+        parts += [f"level={record.levelname.lower()}", f"logger={record.name}",
+                  f"msg={json.dumps(record.getMessage())}"]
         if record.exc_info:
             parts.append("exc=" + json.dumps(self.formatException(record.exc_info)))
         return " ".join(parts)
