@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pyscale import __version__, derpmap, keyfile
 from pyscale.config import Config
-from pyscale.control.http1 import serve_connection
+from pyscale.control.http1 import Request, Response, serve_connection
 from pyscale.control.machine import MachineHandlers
 from pyscale.control.routes import Router, RouterDeps
 from pyscale.db import Database
@@ -79,6 +79,7 @@ class App:
         deps_unix = RouterDeps(**{**deps.__dict__, "api": api.trusted})
         await self._listen_tcp(Router(deps_tcp))
         await self._listen_unix(Router(deps_unix, trusted=True))
+        await self._listen_metrics()
         self.tasks.append(asyncio.create_task(self._expiry_loop()))
         log.info("pyscale %s ready: server_url=%s listen=%s unix_socket=%s database=%s", __version__,
                  cfg.server_url, cfg.listen_addr, cfg.unix_socket, cfg.database.sqlite.path)
@@ -143,18 +144,30 @@ class App:
         host, port = split_host_port(server.stun_listen_addr)
         self.stun_transport, _ = await start_stun(host, port)
 
-    def _derp_route(self) -> Callable[..., Awaitable[Any]] | None:
+    def _derp_route(self) -> Callable[[Request], Awaitable[Response]] | None:
         if self.derp_server is None:
             return None
         from pyscale.control.derproute import DerpRoute
 
-        return DerpRoute(self.derp_server)
+        route: Callable[[Request], Awaitable[Response]] = DerpRoute(self.derp_server)
+        return route
 
     async def _listen_tcp(self, router: Router) -> None:
         host, port = split_host_port(self.cfg.listen_addr)
         server = await asyncio.start_server(self._connection_cb(router), host, port, limit=64 * 1024)
         self.listen_port = server.sockets[0].getsockname()[1]
         self.servers.append(server)
+
+    async def _listen_metrics(self) -> None:
+        if not self.cfg.metrics_listen_addr:
+            return
+        from pyscale.metrics import MetricsRoute, build_registry
+
+        assert self.state is not None
+        derp_stats = self.derp_server.stats if self.derp_server is not None else None
+        route = MetricsRoute(build_registry(self.state, derp_stats))
+        host, port = split_host_port(self.cfg.metrics_listen_addr, "127.0.0.1")
+        self.servers.append(await asyncio.start_server(self._connection_cb(route), host, port))
 
     async def _listen_unix(self, router: Router) -> None:
         path = self.cfg.unix_socket
@@ -165,7 +178,9 @@ class App:
         os.chmod(path, self.cfg.unix_socket_permission or 0o770)
         self.servers.append(server)
 
-    def _connection_cb(self, router: Router) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    def _connection_cb(
+        self, router: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None

@@ -68,6 +68,7 @@ class PyscaleServer:
         self.root = root
         self.port = free_port()
         self.stun_port = free_port(socket.SOCK_DGRAM)
+        self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = root / "config.yaml"
         self.log_path = root / "server.log"
@@ -79,7 +80,7 @@ class PyscaleServer:
         return f"""\
 server_url: {self.url}
 listen_addr: 127.0.0.1:{self.port}
-metrics_listen_addr: 127.0.0.1:{free_port()}
+metrics_listen_addr: 127.0.0.1:{self.metrics_port}
 unix_socket: {r}/pyscale.sock
 unix_socket_permission: "0770"
 noise:
@@ -127,6 +128,16 @@ log:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def metrics(self) -> dict[str, float]:
+        """Unlabelled samples from /metrics."""
+        text = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, _, value = line.partition(" ")
+                out[name] = float(value)
+        return out
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -38,10 +38,11 @@ def _traffic(port: int, expect: str) -> bool:
     return http_get(f"http://127.0.0.1:{port}/") == expect
 
 
-def _run_pair(server: PyscaleServer, make_node: Callable[[str], CaddyNode], key: str) -> tuple[int, int]:
+def _run_pair(server: PyscaleServer, make_node: Callable[[str], CaddyNode], key: str,
+              **env: str) -> tuple[int, int]:
     port_a, port_b = free_port(), free_port()
-    make_node("nodea").run(key, "nodeb", port_a)
-    make_node("nodeb").run(key, "nodea", port_b)
+    make_node("nodea").run(key, "nodeb", port_a, **env)
+    make_node("nodeb").run(key, "nodea", port_b, **env)
     return port_a, port_b
 
 
@@ -98,3 +99,18 @@ def test_kill9_restart_keeps_addresses(server: PyscaleServer, make_node: Callabl
              wait_until("nodes reconnect after kill -9", lambda: _online(server, {"nodea", "nodeb"}), timeout=90)}
     assert after == before
     wait_until("traffic after restart", lambda: _traffic(port_a, "hello from nodeb"), timeout=90)
+
+
+def test_traffic_relayed_by_embedded_derp(server: PyscaleServer, make_node: Callable[[str], CaddyNode]) -> None:
+    """With direct UDP disabled on both clients, every packet crosses pyscale's embedded DERP."""
+    key = _setup_user_and_key(server)
+    make_node("nodea").auth(key)
+    make_node("nodeb").auth(key)
+    port_a, port_b = _run_pair(server, make_node, key, TS_DEBUG_ALWAYS_USE_DERP="true")
+    wait_until("both nodes online", lambda: _online(server, {"nodea", "nodeb"}))
+    wait_until("nodea -> nodeb via DERP", lambda: _traffic(port_a, "hello from nodeb"), timeout=90)
+    wait_until("nodeb -> nodea via DERP", lambda: _traffic(port_b, "hello from nodea"), timeout=90)
+    metrics = server.metrics()
+    assert metrics["headscale_derp_connections_total"] >= 2
+    assert metrics["headscale_derp_bytes_relayed_total"] > 1000
+    assert metrics["headscale_online_nodes"] == 2 and metrics["headscale_nodes_total"] == 2
