@@ -63,7 +63,7 @@ class App:
                                       write_ahead_log=cfg.database.sqlite.write_ahead_log,
                                       wal_autocheckpoint=cfg.database.sqlite.wal_autocheckpoint)
         ipam = IPAllocator(cfg.prefixes.v4, cfg.prefixes.v6, cfg.prefixes.allocation)
-        self.state = state = await State.load(self.db, ipam)
+        self.state = state = await State.load(self.db, ipam, cfg.ephemeral_node_inactivity_timeout)
         self.registrar = Registrar(state, cfg.server_url, cfg.tuning.register_cache_expiration)
         await self._start_derp()
         self._derpmap = await self._build_derpmap()
@@ -216,6 +216,8 @@ class App:
             task.cancel()
         if self.registrar is not None:
             self.registrar.close()
+        if self.state is not None:
+            self.state.close()
         for task in list(self.connections):
             task.cancel()
         await asyncio.gather(*self.tasks, *self.connections, return_exceptions=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pyscale.cli.output import local_time, table
 from pyscale.keys import KeyError_, MachinePublic, NodePublic
+from pyscale.tailcfg.timefmt import parse_time
 
 if TYPE_CHECKING:
     from pyscale.cli.main import Context
@@ -43,6 +45,13 @@ def _short(cls: type[MachinePublic] | type[NodePublic], text: str) -> str:
         return text
 
 
+def _expired(expiry: str | None) -> bool:
+    if not expiry:
+        return False
+    t = parse_time(expiry)
+    return t.year > 1 and t <= datetime.now(UTC)
+
+
 def node_rows(nodes: list[dict[str, Any]], with_tags: bool) -> list[list[str]]:
     header = ["ID", "Hostname", "Name", "MachineKey", "NodeKey", "User", "IP addresses", "Ephemeral",
               "Last seen", "Expiration", "Connected", "Expired"]
@@ -55,7 +64,7 @@ def node_rows(nodes: list[dict[str, Any]], with_tags: bool) -> list[list[str]]:
                _short(NodePublic, n["nodeKey"]), (n["user"] or {}).get("name", ""), ", ".join(n["ipAddresses"]),
                "true" if (n["preAuthKey"] or {}).get("ephemeral") else "false", local_time(n["lastSeen"]),
                local_time(expiry) if expiry else "N/A", "online" if n["online"] else "offline",
-               "yes" if n.get("expired") else "no"]
+               "yes" if _expired(expiry) else "no"]
         if with_tags:
             row += [", ".join(n["forcedTags"]), ", ".join(n["invalidTags"]), ", ".join(n["validTags"])]
         rows.append(row)

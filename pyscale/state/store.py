@@ -53,8 +53,10 @@ class Storage(Protocol):
 
 
 class State:
-    def __init__(self, db: Storage, ipam: IPAllocator) -> None:
+    def __init__(self, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0) -> None:
         self.db = db
+        self.ephemeral_timeout = ephemeral_timeout
+        self._ephemeral_timers: dict[int, asyncio.TimerHandle] = {}
         self.ipam = ipam
         self.bus = EventBus()
         self.users: dict[int, User] = {}
@@ -67,14 +69,17 @@ class State:
         self.node_versions: dict[int, int] = {}  # bumped on every change, keys the mapper's cache
 
     @classmethod
-    async def load(cls, db: Storage, ipam: IPAllocator) -> State:
-        state = cls(db, ipam)
+    async def load(cls, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0) -> State:
+        state = cls(db, ipam, ephemeral_timeout)
         state.users = {u.id: u for u in await db.load_users()}
         state.preauthkeys = {k.id: k for k in await db.load_preauthkeys()}
         state.apikeys = {k.id: k for k in await db.load_apikeys()}
         for node in await db.load_nodes():
             state._index(node)
         ipam.mark_used(a for n in state.nodes.values() for a in (n.ipv4, n.ipv6))
+        for node in state.nodes.values():  # nobody is connected at start: every ephemeral node is on notice
+            if state.is_ephemeral(node):
+                state._schedule_ephemeral_gc(node.id)
         return state
 
     # ---- indexes -------------------------------------------------------------------------
@@ -266,7 +271,30 @@ class State:
 
     # ---- online tracking -----------------------------------------------------------------
 
+    def _schedule_ephemeral_gc(self, node_id: int) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._ephemeral_timers.pop(node_id, None)
+            if node_id in self.nodes and not self.is_online(node_id):
+                log.info("deleting ephemeral node id=%d after %.0fs offline", node_id, self.ephemeral_timeout)
+                loop.create_task(self.delete_node(node_id))
+
+        self._cancel_ephemeral_gc(node_id)
+        self._ephemeral_timers[node_id] = loop.call_later(self.ephemeral_timeout, fire)
+
+    def _cancel_ephemeral_gc(self, node_id: int) -> None:
+        timer = self._ephemeral_timers.pop(node_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def close(self) -> None:
+        for timer in self._ephemeral_timers.values():
+            timer.cancel()
+        self._ephemeral_timers.clear()
+
     def connect(self, node_id: int) -> None:
+        self._cancel_ephemeral_gc(node_id)
         self.sessions[node_id] = self.sessions.get(node_id, 0) + 1
         if self.sessions[node_id] == 1:
             self.bus.publish(OnlineChanged(node_id, True))
@@ -282,4 +310,6 @@ class State:
             return
         await self.update_node(replace(node, last_seen=utcnow()), event=False)
         self.bus.publish(OnlineChanged(node_id, False))
+        if self.is_ephemeral(node):
+            self._schedule_ephemeral_gc(node_id)
 
