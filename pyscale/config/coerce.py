@@ -205,7 +205,7 @@ def c_filemode(s: Setting, ctx: Ctx) -> int:
 def c_path(s: Setting, ctx: Ctx) -> str:
     p = c_str(s, ctx)
     if p and not os.path.isabs(p) and ctx.config_dir:
-        p = os.path.join(ctx.config_dir, p)  # Headscale: relative to the config file's directory
+        p = os.path.normpath(os.path.join(ctx.config_dir, p))  # as Go filepath.Join: relative to the file
     return p
 
 

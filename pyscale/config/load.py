@@ -75,7 +75,7 @@ def load_config_report(
     src = read_yaml(source_path, _is_structured)
     settings, mappings, legacy_problems = legacy.apply_legacy(src)
     problems = src.problems + legacy_problems + _unknown_keys(src, settings)
-    return build_from_settings(settings, source_path, env, problems, mappings)
+    return build_from_settings(settings, source_path, env, problems, mappings, src.sections)
 
 
 def build_from_settings(
@@ -84,6 +84,7 @@ def build_from_settings(
     env: Mapping[str, str],
     problems: list[Problem],
     mappings: list[LegacyMapping],
+    sections: Mapping[str, Where] | None = None,
 ) -> ConfigReport:
     env_values, env_problems = env_settings(builder.leaf_kinds(), env)
     settings = {**file_settings, **env_values}
@@ -92,8 +93,9 @@ def build_from_settings(
     cfg = builder.build(settings, config_dir, problems)
     cfg = dataclasses.replace(cfg, source_path=source_path)
     cfg = _infer_key_paths(cfg, settings, problems)
-    problems += validate(cfg, settings)
+    problems += validate(cfg, settings, sections)
     cfg = _normalise(cfg)
+    problems.sort(key=_location_order)
     return ConfigReport(
         config=cfg,
         source_path=source_path,
@@ -101,6 +103,12 @@ def build_from_settings(
         warnings=[p for p in problems if p.severity == "warning"],
         mappings=mappings,
     )
+
+
+def _location_order(p: Problem) -> tuple[int, int]:
+    """File lines in order, then file-level problems, then environment ones (stable within each)."""
+    w = p.where
+    return (2 if w.env else 1 if w.line is None else 0, w.line or 0)
 
 
 def _unknown_keys(src: RawSource, settings: Mapping[str, Setting]) -> list[Problem]:
