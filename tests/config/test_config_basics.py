@@ -141,3 +141,34 @@ def test_no_file_without_embedded_is_an_error(tmp_path: pathlib.Path) -> None:
     report = load_config_report(None, {"HOME": str(tmp_path)}, search_dirs=[str(tmp_path)])
     assert not report.ok
     assert "no config file found" in str(report.errors[0])
+
+
+def test_deploy_example_is_valid_and_uses_only_current_keys() -> None:
+    example = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
+    report = load_config_report(str(example), env={})
+    assert report.ok, format_configtest(report)
+    assert report.mappings == [] and report.warnings == [], format_configtest(report)
+    cfg = report.config
+    assert cfg.server_url == "https://headscale.example.com"
+    assert cfg.unix_socket_permission == 0o770
+    assert cfg.dns.base_domain == "tailnet.example.net" and cfg.dns.magic_dns
+
+
+def test_example_documents_every_headscale_example_key() -> None:
+    """Every key in Headscale's example config also appears in ours (commented out for oidc)."""
+    import yaml
+
+    def keys(node: object, prefix: str = "") -> set[str]:
+        if not isinstance(node, dict):
+            return {prefix}
+        out: set[str] = set()
+        for k, v in node.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out |= keys(v, path) if isinstance(v, dict) and v else {path}
+        return out
+
+    hs = keys(yaml.safe_load(pathlib.Path(EXAMPLE).read_text()))
+    ours_text = (pathlib.Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml").read_text()
+    ours = keys(yaml.safe_load(ours_text))
+    skipped = {k for k in hs if k.startswith("database.gorm.")}  # gorm tuning has no meaning in pyscale
+    assert hs - ours - skipped == set()
