@@ -9,7 +9,7 @@ default used when there is no config file.
 """
 
 from pyscale.config.embedded import default_data_dir, describe_locations, embedded_default
-from pyscale.config.load import find_config_file, load_config, load_config_report
+from pyscale.config.load import find_config_file, load_cli_config, load_config, load_config_report
 from pyscale.config.model import Config
 from pyscale.config.report import ConfigError, ConfigReport, LegacyMapping, Problem, Where, format_configtest
 
@@ -25,6 +25,7 @@ __all__ = [
     "embedded_default",
     "find_config_file",
     "format_configtest",
+    "load_cli_config",
     "load_config",
     "load_config_report",
 ]

@@ -85,7 +85,12 @@ def _scalar_str(v: Any) -> str:
 
 
 def c_str(s: Setting, ctx: Ctx) -> str:
-    return "" if s.value is None else _scalar_str(s.value)
+    if s.value is None:
+        return ""
+    if s.text is not None and not isinstance(s.value, str):
+        # PyYAML resolves YAML 1.1 types (no -> False, 0123 -> 83, dates); a string key wants the text.
+        return s.text
+    return _scalar_str(s.value)
 
 
 def c_bool(s: Setting, ctx: Ctx) -> bool:

@@ -177,6 +177,27 @@ def _normalise(cfg: Config) -> Config:
     return cfg
 
 
+# Keys the CLI verbs read (as Headscale's LoadCLIConfig): problems elsewhere concern only the server.
+CLI_KEYS = ("unix_socket", "unix_socket_permission", "disable_check_updates")
+CLI_SECTIONS = ("cli.", "log.")
+
+
+def load_cli_config(
+    path: str | None = None,
+    env: Mapping[str, str] = os.environ,
+    *,
+    search_dirs: Sequence[str] = SEARCH_DIRS,
+    embedded_data_dir: str | None = None,
+) -> Config:
+    """Config for CLI verbs (users, nodes, ...): like Headscale's CLI, only a broken file or a bad
+    unix_socket/cli.*/log.* value stops it; server-only problems (prefixes, DNS, ...) do not."""
+    report = load_config_report(path, env, search_dirs=search_dirs, embedded_data_dir=embedded_data_dir)
+    relevant = [e for e in report.errors if e.key in ("", *CLI_KEYS) or e.key.startswith(CLI_SECTIONS)]
+    if relevant:
+        raise ConfigError(relevant, report.source_path)
+    return report.config
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> Config:
     """Load, validate, log each warning once; raise ConfigError listing every error."""
     report = load_config_report(path, env)

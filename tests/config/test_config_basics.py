@@ -172,3 +172,33 @@ def test_example_documents_every_headscale_example_key() -> None:
     ours = keys(yaml.safe_load(ours_text))
     skipped = {k for k in hs if k.startswith("database.gorm.")}  # gorm tuning has no meaning in pyscale
     assert hs - ours - skipped == set()
+
+
+def test_cli_config_ignores_server_only_problems(write, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
+    from pyscale.config import load_cli_config
+
+    minimal = str(DATA / "headscale" / "minimal.yaml")  # no prefixes, no database: the server refuses it
+    assert not load_config_report(minimal, env={}).ok
+    cfg = load_cli_config(minimal, env={"PYSCALE_CLI_TIMEOUT": "9s"})
+    assert cfg.unix_socket == "/var/run/headscale/headscale.sock" and cfg.cli.timeout == 9
+    for text in ("unix_socket: /x.sock\ncli:\n  timeout: often\n", "a: [\n"):
+        try:
+            load_cli_config(write(text), env={})
+        except ConfigError as e:
+            assert all(p.key in ("", "cli.timeout") for p in e.problems), e
+        else:
+            raise AssertionError("ConfigError not raised")
+    # No file at all: the embedded default's socket, so the CLI finds a server started without a config.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = load_cli_config(None, {}, search_dirs=[str(empty)], embedded_data_dir=str(empty))
+    assert cfg.unix_socket == str(empty / "pyscale.sock")
+
+
+def test_string_keys_keep_what_was_written(write) -> None:  # type: ignore[no-untyped-def]
+    text = (DATA / "headscale" / "config-example-v0.27.1.yaml").read_text()
+    text = text.replace('region_code: "headscale"', "region_code: no").replace(
+        'region_name: "Headscale Embedded DERP"', "region_name: 0123"
+    )
+    cfg = load_config(write(text), env={})
+    assert (cfg.derp.server.region_code, cfg.derp.server.region_name) == ("no", "0123")
