@@ -108,7 +108,8 @@ class _Mapper:
 
     def ip_prefixes(self, old: str) -> None:
         s = self.settings.pop(old)
-        raw = s.value if isinstance(s.value, list) else [s.value]
+        # viper reads a string as a list by splitting it on whitespace.
+        raw = s.value if isinstance(s.value, list) else str(s.value or "").split()
         by_family: dict[int, list[str]] = {4: [], 6: []}
         for item in raw:
             try:

@@ -96,6 +96,10 @@ def test_ip_prefixes_both_families_and_errors(write) -> None:  # type: ignore[no
     assert [m.new_key for m in r.mappings] == ["prefixes.v4 + prefixes.v6"]
     one_warning_per_legacy_key(r)
 
+    as_string = write(BASE + DB + DNS_OFF + "ip_prefixes: 100.64.0.0/10 fd7a:115c:a1e0::/48\n")
+    r = load_config_report(as_string, env={})
+    assert r.ok and r.config.prefixes.v4 is not None and r.config.prefixes.v6 is not None
+
     bad = write(BASE + DB + DNS_OFF + "ip_prefixes:\n  - 100.64.0.0/10\n  - 100.100.0.0/16\n  - nonsense\n")
     r = load_config_report(bad, env={})
     msgs = [str(e) for e in r.errors]
