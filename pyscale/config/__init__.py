@@ -8,6 +8,7 @@ default used when there is no config file.
     cfg = embedded_default("/var/lib/pyscale")            # no-config mode of `pyscale serve`
 """
 
+from pyscale.config.dump import dump_config
 from pyscale.config.embedded import default_data_dir, describe_locations, embedded_default
 from pyscale.config.load import find_config_file, load_cli_config, load_config, load_config_report
 from pyscale.config.model import Config
@@ -22,6 +23,7 @@ __all__ = [
     "Where",
     "default_data_dir",
     "describe_locations",
+    "dump_config",
     "embedded_default",
     "find_config_file",
     "format_configtest",

@@ -19,6 +19,7 @@ import yaml
 
 from pyscale.config.model import Config
 from pyscale.config.report import Problem, Setting, Where
+from pyscale.config.source import Loader, yaml_problem
 
 _PRIVKEY = re.compile(r"^privkey:[0-9a-f]{64}$")
 # tailcfg.DERPRegion / DERPNode field names as yaml.v3 spells them (Go field name, lower-cased).
@@ -43,8 +44,10 @@ class DerpMapFile:
 
 def read_derp_map_file(path: str) -> DerpMapFile:
     out = DerpMapFile(path)
-    loader = yaml.SafeLoader(_read(path, out.problems) or "")
+    text = _read(path, out.problems) or ""
+    loader = None
     try:
+        loader = Loader(text)
         root = loader.get_single_node()
         if root is None:
             return out
@@ -58,12 +61,13 @@ def read_derp_map_file(path: str) -> DerpMapFile:
                 out.omit_default_regions = bool(loader.construct_object(v))
             elif name == "regions":
                 _fail(out, "'regions' must map region ids to regions", v)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        msg = f"YAML syntax error: {' '.join(p for p in (e.context, e.problem) if p)}"
-        out.problems.append(Problem("error", "derp.paths", msg, Where(path, mark.line + 1 if mark else None)))
+    except yaml.YAMLError as e:
+        out.problems.append(yaml_problem(e, text, path, "derp.paths"))
+    except RecursionError:
+        out.problems.append(Problem("error", "derp.paths", "YAML structure nested too deeply", Where(path)))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return out
 
 
@@ -81,7 +85,7 @@ def _fail(out: DerpMapFile, msg: str, node: yaml.Node) -> DerpMapFile:
     return out
 
 
-def _regions(loader: yaml.SafeLoader, node: yaml.MappingNode, out: DerpMapFile) -> None:
+def _regions(loader: Any, node: yaml.MappingNode, out: DerpMapFile) -> None:
     for k, v in node.value:
         key = loader.construct_object(k)
         if isinstance(key, bool) or not isinstance(key, int):
