@@ -68,7 +68,8 @@ def yaml_problem(e: yaml.YAMLError, text: str, path: str, key: str = "") -> Prob
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         msg = " ".join(p for p in (e.context, e.problem) if p)
-        return Problem("error", key, f"YAML syntax error: {msg}", Where(path, mark.line + 1 if mark else None))
+        where = Where(path, mark.line + 1 if mark else None)
+        return Problem("error", key, f"YAML syntax error: {msg}", where)
     if isinstance(e, yaml.reader.ReaderError):
         line = text.count("\n", 0, max(e.position, 0)) + 1
         return Problem("error", key, f"YAML error: {e.reason} (character {e.character!r})", Where(path, line))

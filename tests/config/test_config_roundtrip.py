@@ -72,7 +72,8 @@ def test_loader_reports_but_never_raises_on_mangled_files(tmp_path: pathlib.Path
     texts = []
     for source in SOURCES:
         texts += _mutations(source.read_text(), rng, 60)
-    texts += ["", "\x00", "---\n...\n", "a: !!python/object:os.system x\n", "&a [*a]\n", "? [a]\n: b\n", "\ufeffa: 1"]
+    texts += ["", "\x00", "---\n...\n", "a: !!python/object:os.system x\n", "&a [*a]\n", "? [a]\n: b\n"]
+    texts += ["\ufeffa: 1", "a: *undefined\n", "{" * 2000]
     for text in texts:
         target.write_text(text, errors="surrogateescape")
         report = load_config_report(str(target), env={})
@@ -105,7 +106,7 @@ def test_derp_map_reader_reports_but_never_raises(tmp_path: pathlib.Path) -> Non
         assert all(p.where.file == str(target) for p in result.problems)
 
 
-def test_libyaml_and_pure_python_loaders_agree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_libyaml_and_pure_python_loaders_agree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: E501
     """The C parser is used when available; reports (lines included) must not depend on it."""
     from pyscale.config import files, source
 
