@@ -9,7 +9,6 @@ Keys that no longer mean anything are dropped, also with one warning.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable
 
 from pyscale.config.report import LegacyMapping, Problem, Setting, Where
@@ -126,27 +125,32 @@ class _Mapper:
                 self.problems.append(Problem("error", old, msg, s.where))
             if found:
                 targets.append((key, found[0]))
-        moved = [k for k, v in targets if self.move(old, k, v, s.where)]
-        if moved or not targets:
-            new = " + ".join(moved) or "prefixes.v4/prefixes.v6"
-            self.mappings.append(LegacyMapping(old, new, s.where, applied=bool(moved)))
-            msg = f"legacy key {old!r} mapped to {new} ({headscale_behaviour(old)}); please rename it"
-            self.warn(old, msg, s.where)
+        # One mapping and one warning for the key, whichever of its targets were already set.
+        taken = [k for k, _ in targets if k in self.settings]
+        for key, value in targets:
+            if key not in taken:
+                self.settings[key] = Setting(value, s.where)
+        new = " + ".join(k for k, _ in targets) or "prefixes.v4/prefixes.v6"
+        applied = len(taken) < len(targets)
+        self.mappings.append(LegacyMapping(old, new, s.where, applied=applied))
+        msg = f"legacy key {old!r} mapped to {new} ({headscale_behaviour(old)}); please rename it"
+        if taken:
+            wins = ", ".join(f"{k!r} (at {self.settings[k].where})" for k in taken)
+            msg = f"legacy key {old!r} is not used for {wins}: the current key is also set and wins; " + (
+                f"the rest is mapped to {new}; please rename it" if applied else f"remove {old!r}"
+            )
+        self.warn(old, msg, s.where)
 
     def private_key_path(self, old: str) -> None:
         # Before the Noise protocol this was the server's machine key. It is only worth reusing when the
         # file has no noise key at all; otherwise Headscale >= 0.23 ignores it and so do we.
-        s = self.settings.pop(old)
-        if "noise.private_key_path" in self.settings:
-            self.mappings.append(LegacyMapping(old, None, s.where, applied=False))
-            msg = f"legacy key {old!r} ignored: it was the pre-Noise key; noise.private_key_path is set"
-            self.warn(old, msg, s.where)
+        if "noise.private_key_path" not in self.settings:
+            self.renamed(old, "noise.private_key_path")
             return
-        self.renamed_from(old, "noise.private_key_path", s)
-
-    def renamed_from(self, old: str, new: str, s: Setting) -> None:
-        self.settings[old] = s
-        self.renamed(old, new)
+        s = self.settings.pop(old)
+        self.mappings.append(LegacyMapping(old, None, s.where, applied=False))
+        msg = f"legacy key {old!r} ignored: it was the pre-Noise key; noise.private_key_path is set"
+        self.warn(old, msg, s.where)
 
 
 def apply_legacy(src: RawSource) -> tuple[dict[str, Setting], list[LegacyMapping], list[Problem]]:
@@ -179,9 +183,3 @@ def _keep_old_dns_defaults(m: _Mapper) -> None:
         m.settings["dns.override_local_dns"] = Setting(False, where)
         msg = "dns_config has no nameservers: keeping the old behaviour (clients keep their own DNS)"
         m.warn("dns_config", msg, where)
-
-
-def resolve_relative(path: str, config_dir: str | None) -> str:
-    if path and not os.path.isabs(path) and config_dir:
-        return os.path.join(config_dir, path)
-    return path

@@ -96,6 +96,17 @@ def test_ip_prefixes_both_families_and_errors(write) -> None:  # type: ignore[no
     assert [m.new_key for m in r.mappings] == ["prefixes.v4 + prefixes.v6"]
     one_warning_per_legacy_key(r)
 
+    # v4 already set by the current key: only v6 is taken from ip_prefixes, still one warning.
+    part = write(BASE + DB + DNS_OFF + PFX + "ip_prefixes:\n  - fd7a:115c:a1e0::/48\n  - 100.100.0.0/16\n")
+    r = load_config_report(part, env={})
+    assert r.ok, format_configtest(r)
+    assert str(r.config.prefixes.v4) == "100.64.0.0/10" and str(r.config.prefixes.v6) == "fd7a:115c:a1e0::/48"
+    [m] = r.mappings
+    assert m.applied and m.where.line == 14
+    one_warning_per_legacy_key(r)
+    [w] = [w for w in r.warnings if w.key == "ip_prefixes"]
+    assert "'prefixes.v4'" in w.message and "wins" in w.message
+
     as_string = write(BASE + DB + DNS_OFF + "ip_prefixes: 100.64.0.0/10 fd7a:115c:a1e0::/48\n")
     r = load_config_report(as_string, env={})
     assert r.ok and r.config.prefixes.v4 is not None and r.config.prefixes.v6 is not None
