@@ -62,13 +62,6 @@ def section_paths() -> frozenset[str]:
     return frozenset(p for p, f, _ in _walk_model(model.Config) if f is None)
 
 
-def default_setting(path: str) -> Setting:
-    for p, f, _ in _walk_model(model.Config):
-        if p == path and f is not None:
-            return Setting(f.metadata["default"], _DEFAULT_WHERE)
-    raise KeyError(path)
-
-
 def build(settings: Mapping[str, Setting], config_dir: str | None, problems: list[Problem]) -> model.Config:
     """Build a Config; problems (coercion errors and warnings) are appended to ``problems``."""
     return typing.cast(model.Config, _build(model.Config, "", settings, config_dir, problems))

@@ -46,6 +46,19 @@ DROPPED: dict[str, str] = {
     "dns_config.use_username_in_magic_dns": "removed in Headscale (node names never contain the user name)",
 }
 
+# Keys from Headscale 0.28/0.29 that someone following newer docs may write. pyscale follows v0.27.1.
+NEWER_RENAMED: dict[str, str] = {"node.ephemeral.inactivity_timeout": "ephemeral_node_inactivity_timeout"}
+NEWER_IGNORED: dict[str, str] = {
+    "node.expiry": "Headscale 0.29 key (default node key expiry); v0.27.1 has none: nodes keep the expiry "
+    "their client asks for",
+    "node.routes.ha.probe_interval": "Headscale 0.29 key (HA route probing); not supported",
+    "node.routes.ha.probe_timeout": "Headscale 0.29 key (HA route probing); not supported",
+    "trusted_proxies": "Headscale 0.29 key; pyscale does not read forwarded-for headers",
+    "taildrop.enabled": "Headscale 0.28 key; as in v0.27.1, Taildrop is always allowed",
+    "auto_update.enabled": "Headscale 0.29 key; not supported",
+    "oidc.email_verified_required": "Headscale 0.28 key; OIDC is not supported yet",
+}
+
 # Old keys whose value is a list or map (kept whole when reading the YAML).
 STRUCTURED = frozenset(
     {
@@ -57,10 +70,13 @@ STRUCTURED = frozenset(
     }
 )
 LEGACY_KEYS = frozenset(RENAMED) | frozenset(DROPPED) | {"ip_prefixes", "ip_prefix", "private_key_path"}
+MAPPED_KEYS = LEGACY_KEYS | frozenset(NEWER_RENAMED) | frozenset(NEWER_IGNORED)
 
 
 def headscale_behaviour(old: str) -> str:
     """What Headscale v0.27.1 itself does with ``old`` (see headscale-facts.md 1.3)."""
+    if old in NEWER_RENAMED:
+        return "a Headscale 0.29 name that v0.27.1 ignores"
     if old == "acl_policy_path" or old == "dns_config.extra_records":
         return "Headscale v0.27.1 refuses to start with it"
     if old.startswith("dns_config."):
@@ -98,12 +114,17 @@ class _Mapper:
             self.settings[new] = s  # keep the source text too (e.g. for octal modes)
             self.mappings.append(LegacyMapping(old, new, s.where, applied=True))
             msg = f"legacy key {old!r} mapped to {new!r} ({headscale_behaviour(old)}); please rename it"
+            if old in NEWER_RENAMED:
+                msg = f"key {old!r} mapped to {new!r} ({headscale_behaviour(old)})"
             self.warn(old, msg, s.where)
 
     def dropped(self, old: str) -> None:
         s = self.settings.pop(old)
         self.mappings.append(LegacyMapping(old, None, s.where, applied=False))
-        self.warn(old, f"legacy key {old!r} ignored: {DROPPED[old]}; please remove it", s.where)
+        if old in NEWER_IGNORED:
+            self.warn(old, f"key {old!r} ignored: {NEWER_IGNORED[old]}", s.where)
+        else:
+            self.warn(old, f"legacy key {old!r} ignored: {DROPPED[old]}; please remove it", s.where)
 
     def ip_prefixes(self, old: str) -> None:
         s = self.settings.pop(old)
@@ -158,11 +179,12 @@ def apply_legacy(src: RawSource) -> tuple[dict[str, Setting], list[LegacyMapping
     m = _Mapper(src)
     handlers: dict[str, Callable[[str], None]] = {"ip_prefixes": m.ip_prefixes, "ip_prefix": m.ip_prefixes}
     handlers["private_key_path"] = m.private_key_path
-    for old in [k for k in src.settings if k in LEGACY_KEYS]:
+    renamed = {**RENAMED, **NEWER_RENAMED}
+    for old in [k for k in src.settings if k in MAPPED_KEYS]:
         if old in handlers:
             handlers[old](old)
-        elif old in RENAMED:
-            m.renamed(old, RENAMED[old])
+        elif old in renamed:
+            m.renamed(old, renamed[old])
         else:
             m.dropped(old)
     _keep_old_dns_defaults(m)

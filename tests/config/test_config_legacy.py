@@ -175,3 +175,27 @@ def test_legacy_db_keys_and_relative_db_path(write) -> None:  # type: ignore[no-
     r = load_config_report(path, env={})
     assert r.ok, format_configtest(r)
     assert r.config.database.sqlite.path == str(pathlib.Path(path).parent / "db.sqlite")
+
+
+def test_newer_headscale_keys(write) -> None:  # type: ignore[no-untyped-def]
+    """Keys from Headscale 0.28/0.29 docs: the renamed ephemeral timeout is mapped, the rest is ignored
+    with a warning that says why (not as an anonymous unknown key)."""
+    path = write(
+        BASE + DB + PFX + DNS_OFF
+        + "node:\n  expiry: 180d\n  ephemeral:\n    inactivity_timeout: 10m\n"
+        + "  routes:\n    ha:\n      probe_interval: 10s\n"
+        + "taildrop:\n  enabled: false\ntrusted_proxies: [127.0.0.1/32]\n"
+    )
+    r = load_config_report(path, env={})
+    assert r.ok, format_configtest(r)
+    assert r.config.ephemeral_node_inactivity_timeout == 600
+    got = {m.old_key: m.new_key for m in r.mappings}
+    assert got == {
+        "node.expiry": None,
+        "node.ephemeral.inactivity_timeout": "ephemeral_node_inactivity_timeout",
+        "node.routes.ha.probe_interval": None,
+        "taildrop.enabled": None,
+        "trusted_proxies": None,
+    }
+    one_warning_per_legacy_key(r)
+    assert not any("unknown key" in w.message for w in r.warnings)
