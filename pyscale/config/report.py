@@ -115,4 +115,4 @@ def format_configtest(report: ConfigReport) -> str:
         out.append(f"FAIL: {len(report.errors)} error(s)")
     else:
         out.append("OK")
-    return "\n".join(out) + "\n"
+    return "\n".join(out)
