@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import raw_schema, reference_raw_schema
+from dbtest_helpers import raw_schema, reference_raw_schema
 
 from pyscale.db import Database, DatabaseError, UnsupportedDatabase
 from pyscale.db.schema import MIGRATION_IDS_V0_27_1, schema_diff
