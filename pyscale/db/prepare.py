@@ -2,17 +2,21 @@
 
 - no objects yet: create schema.sql's statements and the 18 migration ids in one transaction;
 - a valid v0.27.1 database: use it as it is;
-- an older Headscale database: migrate it (``migrate.py``) or refuse, naming the version;
+- an older Headscale database: copy it aside, then migrate it (``migrate.py``) in one transaction,
+  or refuse naming the version (rolled back: the file is unchanged);
 - a newer or unknown one: refuse. Refusals never write to the file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from pyscale.db.errors import DatabaseError, UnsupportedDatabase
+from pyscale.db.migrate import MigrationFailed, migrate
 from pyscale.db.schema import create_schema, schema_diff
 from pyscale.db.versions import Detected, detect
 
@@ -24,7 +28,8 @@ class PrepareResult:
     detected_version: str  # what the file was when opened ("new" for a fresh file)
     created: bool = False
     migrated: bool = False
-    steps: list[str] = field(default_factory=list)  # migration steps applied, in order
+    steps: list[str] = field(default_factory=list)  # Headscale migration ids replayed, in order
+    backup_path: str | None = None  # copy of the original taken before migrating
 
 
 def prepare_file(path: str) -> PrepareResult:
@@ -58,7 +63,41 @@ def _prepare(conn: sqlite3.Connection, path: str) -> PrepareResult:
     if found.is_current:
         _require_valid(conn, path, found)
         return PrepareResult(found.version)
-    raise _refusal(path, found)
+    if found.is_newer or not _looks_like_headscale(found):
+        raise _refusal(path, found)
+    return _migrate(conn, path, found)
+
+
+def _looks_like_headscale(found: Detected) -> bool:
+    return bool(found.tables & {"nodes", "machines"}) and bool(found.tables & {"users", "namespaces"})
+
+
+def _migrate(conn: sqlite3.Connection, path: str, found: Detected) -> PrepareResult:
+    backup = _backup_copy(conn, path, found.version)
+    try:
+        applied = migrate(conn, found.migration_ids)
+    except (MigrationFailed, sqlite3.Error) as exc:
+        raise UnsupportedDatabase(
+            f"database {path} was written by Headscale {found.version} and cannot be migrated to v0.27.1 "
+            f"faithfully: {exc}. The file was left unchanged.",
+            found.version,
+        ) from exc
+    return PrepareResult(found.version, migrated=True, steps=applied, backup_path=backup)
+
+
+def _backup_copy(conn: sqlite3.Connection, path: str, version: str) -> str:
+    """Copy the untouched original next to it before the first write (SQLite online backup)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", version)
+    dest = f"{path}.headscale-{slug}.bak"
+    if os.path.exists(dest):
+        dest = f"{path}.headscale-{slug}.{datetime.now(UTC):%Y%m%dT%H%M%SZ}.bak"
+    target = sqlite3.connect(dest)
+    try:
+        conn.backup(target)
+        target.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        target.close()
+    return dest
 
 
 def _is_empty(conn: sqlite3.Connection) -> bool:
