@@ -146,7 +146,7 @@ async def run(args: argparse.Namespace) -> None:
     if args.stun_port >= 0:
         stun_transport, stun_proto = await stun.start_stun(host, args.stun_port)
         stun_port = stun_transport.get_extra_info("sockname")[1]
-    front = HttpFront(server)
+    front = HttpFront(server, extra_stats=stun_proto.stats if stun_proto else None)
     listener = await asyncio.start_server(front.handle, host, port, ssl=tls, limit=64 << 10)
     derp_port = listener.sockets[0].getsockname()[1]
     derpmap = build_derpmap(args, derp_port, stun_port)  # needs the bound port when -a used port 0

@@ -8,7 +8,8 @@ appended to the destination's pending batch, and every batch touched by a chunk 
 Send queues are bounded in bytes: the destination's transport buffer plus its pending batch. A data packet is
 dropped (reason `queue_full`) once that exceeds `Limits.send_queue_bytes`; disco packets have their own extra
 headroom (`disco_queue_bytes`) above it, so a flood of data never starves disco (NAT traversal). A destination
-whose queue stays over the limit for `write_timeout` seconds is disconnected (`write_timeout`).
+whose queue is over the limit (or overflowed) at every housekeeping tick for `write_timeout` seconds is
+disconnected (`write_timeout`).
 
 Duplicate connections for one key all stay open; the newest is active, and any later frame read from another
 one makes that one active (Tailscale's "last writer is active" policy). Packets go to the active one.
@@ -64,7 +65,7 @@ class _Client:
     __slots__ = (
         "key", "conn", "writer", "transport", "pending", "pending_bytes", "sent_to", "preferred", "mesh_peer",
         "can_ack_pings", "last_read", "over_since", "next_keepalive", "gone_tokens", "gone_stamp", "tokens",
-        "token_stamp", "peer_addr", "closing", "flags",
+        "token_stamp", "peer_addr", "closing", "flags", "overflowed",
     )
 
     def __init__(self, conn: protocol.ServerConnection, writer: asyncio.StreamWriter, now: float) -> None:
@@ -88,6 +89,7 @@ class _Client:
         self.peer_addr: tuple[str, int] = ("", 0)
         self.closing = ""
         self.flags = 0
+        self.overflowed = False  # a packet to it was dropped for a full queue since the last tick
 
     def queued(self) -> int:
         return self.transport.get_write_buffer_size() + self.pending_bytes
@@ -364,6 +366,7 @@ class DerpServer:
         disco = size >= DISCO_MIN_LEN and packet[:6] == DISCO_MAGIC
         if dst.queued() > self.limits.send_queue_bytes + (self.limits.disco_queue_bytes if disco else 0):
             self._drop("disco_queue_full" if disco else "queue_full")
+            dst.overflowed = True
             return
         if dst_key not in src.sent_to:
             src.sent_to.add(dst_key)
@@ -449,6 +452,7 @@ class DerpServer:
         disco = size >= DISCO_MIN_LEN and ev.packet[:6] == DISCO_MAGIC
         if dst.queued() > self.limits.send_queue_bytes + (self.limits.disco_queue_bytes if disco else 0):
             self._drop("disco_queue_full" if disco else "queue_full")
+            dst.overflowed = True
             return
         if not dst.pending:
             self._dirty.append(dst)
@@ -505,7 +509,11 @@ class DerpServer:
         for client in list(self._conns):
             if not client.key or client.closing:
                 continue
-            if client.queued() > lim.send_queue_bytes:
+            # The kernel socket buffer hides a stalled reader for a while, so an overflow since the last
+            # tick counts as "over the limit" just like a full queue right now.
+            over = client.overflowed or client.queued() > lim.send_queue_bytes
+            client.overflowed = False
+            if over:
                 if not client.over_since:
                     client.over_since = now
                 elif now - client.over_since > lim.write_timeout:

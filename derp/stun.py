@@ -80,7 +80,7 @@ def parse_binding_request(data: bytes) -> bytes:
 
 
 def binding_request(txid: bytes) -> bytes:
-    """The 48-byte request Tailscale's netcheck sends (for tests and benchmarks)."""
+    """The 40-byte request Tailscale's netcheck sends (for tests and benchmarks)."""
     body = _ATTR.pack(ATTR_SOFTWARE, len(SOFTWARE)) + SOFTWARE
     head = _HDR.pack(BINDING_REQUEST, len(body) + 8, MAGIC_COOKIE, txid)
     partial = head + body
