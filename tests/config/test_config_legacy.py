@@ -42,7 +42,7 @@ def test_runbook_config_loads_with_one_warning_per_legacy_key() -> None:
         "node_update_check_interval": (None, 58),
     }
     assert {m.old_key: (m.new_key, m.where.line) for m in r.mappings} == expected
-    assert all(m.where.file == RUNBOOK for m in r.mappings)
+    assert all(m.file == RUNBOOK and m.line == m.where.line for m in r.mappings)
     one_warning_per_legacy_key(r)
     for m in r.mappings:
         [w] = [w for w in r.warnings if w.key == m.old_key]
