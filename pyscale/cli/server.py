@@ -53,7 +53,7 @@ def serve(ctx: Context) -> int:
 
 
 def configtest(ctx: Context) -> int:
-    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir())
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir(), check_files=True)
     print(format_configtest(report))
     return 1 if report.errors else 0
 

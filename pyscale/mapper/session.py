@@ -20,6 +20,7 @@ import zstandard
 from pyscale.mapper.build import Mapper
 from pyscale.state.events import (
     Event,
+    FiltersChanged,
     FullUpdate,
     KeyExpiryChanged,
     NodeChanged,
@@ -80,7 +81,8 @@ class MapSession:
         state = self.mapper.state
         if self.node_id not in state.nodes:
             return None
-        if any(isinstance(e, FullUpdate) for e in batch):
+        if any(isinstance(e, FullUpdate) or (isinstance(e, FiltersChanged) and self.node_id in e.node_ids)
+               for e in batch):
             return self.mapper.full(self.node_id, self.cap)
         viewer = state.nodes[self.node_id]
         can_see = self.mapper.ctx.policy.can_see
