@@ -35,6 +35,11 @@ class PrepareResult:
 def prepare_file(path: str) -> PrepareResult:
     if os.path.isdir(path):
         raise DatabaseError(f"database path {path} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)  # like headscale's util.EnsureDir
+    except OSError as exc:
+        raise DatabaseError(f"cannot create directory {parent} for the database: {exc}") from exc
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
@@ -48,6 +53,9 @@ def prepare_file(path: str) -> PrepareResult:
 
 
 def _prepare(conn: sqlite3.Connection, path: str) -> PrepareResult:
+    if _is_empty(conn):
+        # Only settable before the first table exists; headscale creates its files this way too.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("BEGIN IMMEDIATE")  # hold the write lock from the look to the create
     try:
         if _is_empty(conn):

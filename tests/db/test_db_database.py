@@ -67,6 +67,17 @@ async def test_fresh_file_is_exactly_v0_27_1(tmp_path: Path, db: Database) -> No
     assert sorted(ids) == sorted(MIGRATION_IDS_V0_27_1) and len(ids) == 18
 
 
+async def test_creates_missing_directory(tmp_path: Path) -> None:
+    d = await Database.open(str(tmp_path / "a" / "b" / "db.sqlite"))
+    try:
+        assert d.prepared.created
+        async with d._conn.execute("PRAGMA auto_vacuum") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] == 2  # INCREMENTAL, as headscale creates its files
+    finally:
+        await d.close()
+
+
 async def test_reopen_and_pragmas(tmp_path: Path) -> None:
     path = str(tmp_path / "db.sqlite")
     first = await Database.open(path)

@@ -1,0 +1,166 @@
+"""Migration and refusal paths: a failed migration leaves the file byte-for-byte unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from dbtest_helpers import DUMPS_DIR
+
+from pyscale.db import Database, UnsupportedDatabase
+from pyscale.db.migrate import clean_identifier
+from pyscale.db.versions import detect
+
+pytestmark = pytest.mark.asyncio
+
+
+def _load(name: str, dest: Path, *extra_sql: str) -> Path:
+    conn = sqlite3.connect(dest)
+    try:
+        conn.executescript((DUMPS_DIR / name).read_text())
+        for sql in extra_sql:
+            conn.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+    return dest
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def _assert_refused_unchanged(path: Path, match: str) -> UnsupportedDatabase:
+    before = _digest(path)
+    with pytest.raises(UnsupportedDatabase, match=match) as info:
+        await Database.open(str(path))
+    assert _digest(path) == before
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    return info.value
+
+
+# Headscale's own table for types.CleanIdentifier (hscontrol/types/users_test.go at v0.27.1).
+@pytest.mark.parametrize(
+    ("identifier", "want"),
+    [
+        ("", ""), ("oidc/sub", "oidc/sub"), ("oidc//sub", "oidc/sub"), ("oidc/sub/", "oidc/sub"),
+        ("oidc//sub///id//", "oidc/sub/id"), ("http://example.com/path", "http://example.com/path"),
+        ("http://example.com//path///resource", "http://example.com/path/resource"),
+        ("https://example.com///path//", "https://example.com/path"),
+        ("https://login.microsoftonline.com//v2.0/I-70OQnj3TogrNSfkZQqB3f7dGwyBWSm1dolHNKrMzQ",
+         "https://login.microsoftonline.com/v2.0/I-70OQnj3TogrNSfkZQqB3f7dGwyBWSm1dolHNKrMzQ"),
+        ("ftp://example.com//resource//", "ftp://example.com/resource"), ("///", ""),
+        ("/path//to///resource", "path/to/resource"),
+        ("ldap://example.org//path//to//resource", "ldap://example.org/path/to/resource"),
+    ],
+)
+async def test_clean_identifier(identifier: str, want: str) -> None:
+    assert clean_identifier(identifier) == want
+
+
+async def test_identifier_cleaned_by_0_26_migration(tmp_path: Path) -> None:
+    path = _load(
+        "headscale_0.25.1_dump.sql", tmp_path / "db.sqlite",
+        "INSERT INTO users (id, name, provider_identifier, provider) "
+        "VALUES (7, 'eve', 'https://idp.example.com//sub//7', 'oidc')",
+    )
+    db = await Database.open(str(path))
+    try:
+        users = await db.load_users()
+    finally:
+        await db.close()
+    assert [(u.id, u.provider_identifier) for u in users] == [(7, "https://idp.example.com/sub/7")]
+
+
+async def test_bad_route_prefix_refuses_and_rolls_back(tmp_path: Path) -> None:
+    path = _load(
+        "0-22-3-to-0-23-0-routes-are-dropped-2063_dump.sql", tmp_path / "db.sqlite",
+        "INSERT INTO routes (id, machine_id, prefix, advertised, enabled, is_primary) "
+        "VALUES (999, 1, 'not-a-prefix', 1, 1, 0)",
+    )
+    err = await _assert_refused_unchanged(path, "0.19-0.22")
+    assert "not-a-prefix" in str(err) and "left unchanged" in str(err)
+    assert err.detected_version == "0.19-0.22 (machines era)"
+    # the untouched copy taken before migrating opens like the original
+    assert Path(f"{path}.headscale-0.19-0.22_machines_era_.bak").exists()
+
+
+async def test_foreign_key_violation_refuses(tmp_path: Path) -> None:
+    # headscale v0.27.1 fails the same way ("foreign key constraints violated")
+    path = _load(
+        "headscale_0.26.1_dump.sql", tmp_path / "db.sqlite",
+        "INSERT INTO nodes (id, machine_key, node_key, user_id) VALUES (5, 'mkey:00', 'nodekey:00', 42)",
+    )
+    err = await _assert_refused_unchanged(path, "foreign key constraints violated")
+    assert "0.26.x" in str(err)
+
+
+async def test_modified_current_file_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = await Database.open(str(path))
+    await db.close()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE INDEX idx_nodes_hostname ON nodes(hostname)")  # headscale would refuse this file
+    conn.commit()
+    conn.close()
+    err = await _assert_refused_unchanged(path, "schema differs")
+    assert "idx_nodes_hostname" in str(err)
+
+
+async def test_analyze_statistics_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = await Database.open(str(path))
+    await db.close()
+    conn = sqlite3.connect(path)
+    conn.execute("ANALYZE")  # creates sqlite_stat1, which squibble reports as an extra table
+    conn.commit()
+    conn.close()
+    await _assert_refused_unchanged(path, "sqlite_stat1")
+
+
+async def test_litestream_tables_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = await Database.open(str(path))
+    await db.close()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)")
+    conn.execute("CREATE TABLE _litestream_lock (id INTEGER)")
+    conn.commit()
+    conn.close()
+    db = await Database.open(str(path))
+    await db.close()
+    assert db.prepared.detected_version == "0.27.1" and not db.prepared.migrated
+
+
+async def test_detect_versions(tmp_path: Path) -> None:
+    cases = {
+        "headscale_0.2.0_dump.sql": "0.18 or older (namespaces era)",
+        "headscale_0.22.3_dump.sql": "0.19-0.22 (machines era)",
+        "headscale_0.23.0-alpha5_dump.sql": "0.23.0-alpha5..alpha6",
+        "headscale_0.24.1_dump.sql": "0.24.1/0.24.2",
+        "headscale_0.26.1_dump.sql": "0.26.x",
+    }
+    for name, want in cases.items():
+        path = _load(name, tmp_path / f"{name}.sqlite")
+        conn = sqlite3.connect(path)
+        try:
+            assert detect(conn).version == want, name
+        finally:
+            conn.close()
+
+
+async def test_migrated_file_reopens_without_migrating(tmp_path: Path) -> None:
+    path = _load("from_nblock_db01__0.14.0__0.26.1.sql", tmp_path / "db.sqlite")
+    first = await Database.open(str(path))
+    await first.close()
+    assert first.prepared.migrated and first.prepared.steps == [
+        "202507021200", "202510311551", "202511101554-drop-old-idx",
+    ]
+    second = await Database.open(str(path))
+    try:
+        assert not second.prepared.migrated and second.prepared.detected_version == "0.27.1"
+        assert len(await second.load_nodes()) == 22
+    finally:
+        await second.close()
