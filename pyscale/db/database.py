@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from pyscale.db import codec, rows
-from pyscale.db.errors import DatabaseError
+from pyscale.db.errors import DatabaseError, DecodeError
 from pyscale.db.prepare import PrepareResult, prepare_file
 from pyscale.state.model import ApiKey, Node, PreAuthKey, User
 
@@ -87,20 +87,30 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        """Several writes, one commit: all of them land or none (rolled back on any exception)."""
+        """Several writes, one commit: all of them land or none (rolled back on any exception).
+
+        Only the task that opened it writes through it; other tasks' calls wait until it ends (so
+        the owner must not await another task that uses the database: that would deadlock).
+        """
         if self._tx_owner is asyncio.current_task():
             raise DatabaseError("nested transaction")
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise DatabaseError(f"cannot begin transaction: {exc}") from exc
             self._tx_owner = asyncio.current_task()
             try:
                 yield
-            except BaseException:
-                self._tx_owner = None
-                await self._conn.execute("ROLLBACK")
+                await self._conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._conn.execute("ROLLBACK")  # no-op error if COMMIT already ended it
+                if isinstance(exc, sqlite3.Error):
+                    raise DatabaseError(f"transaction failed: {exc}") from exc
                 raise
-            self._tx_owner = None
-            await self._conn.execute("COMMIT")
+            finally:
+                self._tx_owner = None
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -135,7 +145,14 @@ class Database:
                 fetched = await cur.fetchall()
         except sqlite3.Error as exc:
             raise DatabaseError(f"read failed ({sql}): {exc}") from exc
-        return [convert(r) for r in fetched]
+        out = []
+        for row in fetched:
+            try:
+                out.append(convert(row))
+            except DecodeError as exc:
+                ident = row["id"] if "id" in tuple(row.keys()) else "?"  # `in row` would test values
+                raise DecodeError(f"{sql.split(' FROM ')[1].split()[0]} row {ident}: {exc}") from exc
+        return out
 
     # --- users --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from dbtest_helpers import raw_schema, reference_raw_schema
 
-from pyscale.db import Database, DatabaseError, UnsupportedDatabase
+from pyscale.db import Database, DatabaseError, DecodeError, UnsupportedDatabase
 from pyscale.db.schema import MIGRATION_IDS_V0_27_1, schema_diff
 from pyscale.keys import DiscoPublic, MachinePublic, NodePublic
 from pyscale.state.model import ZERO_TIME, ApiKey, Node, PreAuthKey, User
@@ -288,3 +288,22 @@ async def _insert_many(db: Database, n: int) -> None:
 async def _raw(db: Database, sql: str) -> list[tuple[object, ...]]:
     async with db._conn.execute(sql) as cur:
         return [tuple(r) for r in await cur.fetchall()]
+
+
+async def test_bad_stored_value_names_table_and_row(db: Database) -> None:
+    uid = await db.insert_user(User(id=0, name="frank", created_at=T1, updated_at=T1))
+    nid = await db.insert_node(_node(3, uid))
+    await db._conn.execute("UPDATE nodes SET expiry = 'next tuesday' WHERE id = ?", (nid,))
+    with pytest.raises(DecodeError, match=f"nodes row {nid}: unparseable timestamp 'next tuesday'"):
+        await db.load_nodes()
+
+
+async def test_failed_write_inside_transaction_rolls_back_all(db: Database) -> None:
+    with pytest.raises(DatabaseError):
+        async with db.transaction():
+            await db.insert_user(User(id=0, name="gina", created_at=T1, updated_at=T1))
+            await db.insert_user(User(id=0, name="gina", created_at=T1, updated_at=T1))  # unique index
+    assert await db.load_users() == []
+    async with db.transaction():  # the connection is usable again
+        await db.insert_user(User(id=0, name="gina", created_at=T1, updated_at=T1))
+    assert [u.name for u in await db.load_users()] == ["gina"]
