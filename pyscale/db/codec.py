@@ -61,6 +61,12 @@ def decode_time(value: Any) -> datetime | None:
         return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str):
         raise DecodeError(f"timestamp of type {type(value).__name__}: {value!r}")
+    try:
+        # Fast path: since 3.11 fromisoformat reads Go's layout, truncating digits beyond 6.
+        t = datetime.fromisoformat(value)
+        return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    except ValueError:
+        pass
     m = _TIME_RE.match(value.strip())
     if m is None:
         raise DecodeError(f"unparseable timestamp {value!r}")
