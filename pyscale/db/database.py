@@ -44,9 +44,19 @@ class Database:
 
     @classmethod
     async def open(
-        cls, path: str, *, write_ahead_log: bool = True, wal_autocheckpoint: int = 1000
+        cls,
+        path: str,
+        *,
+        write_ahead_log: bool = True,
+        wal_autocheckpoint: int = 1000,
+        allow_migration: bool = True,
     ) -> Database:
-        prepared = await asyncio.to_thread(prepare_file, path)
+        """Open (create, or migrate an older Headscale file to v0.27.1) and configure the connection.
+
+        Raises UnsupportedDatabase (with ``detected_version``) for files it will not use, and
+        DatabaseError for anything else; ``self.prepared`` tells what was found and done.
+        """
+        prepared = await asyncio.to_thread(prepare_file, path, allow_migration=allow_migration)
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dbtest_helpers import DUMPS_DIR
 
-from pyscale.db import Database, UnsupportedDatabase
+from pyscale.db import Database, Inspection, UnsupportedDatabase, inspect_file
 from pyscale.db.migrate import clean_identifier
 from pyscale.db.versions import detect
 
@@ -164,3 +164,35 @@ async def test_migrated_file_reopens_without_migrating(tmp_path: Path) -> None:
         assert len(await second.load_nodes()) == 22
     finally:
         await second.close()
+
+
+async def test_inspect_file_writes_nothing(tmp_path: Path) -> None:
+    assert inspect_file(str(tmp_path / "none.sqlite")).action == "create"
+    old = _load("from_nblock_db02__0.22.1__0.25.1.sql", tmp_path / "old.sqlite")
+    bad = _load(
+        "0-22-3-to-0-23-0-routes-are-dropped-2063_dump.sql", tmp_path / "bad.sqlite",
+        "INSERT INTO routes (id, machine_id, prefix, advertised, enabled, is_primary) "
+        "VALUES (999, 1, 'nonsense', 1, 1, 0)",
+    )
+    newer = _load("request_tags_migration_test.sql", tmp_path / "newer.sqlite")
+    digests = {p: _digest(p) for p in (old, bad, newer)}
+    got = {p.name: inspect_file(str(p)) for p in (old, bad, newer)}
+    assert {n: i.action for n, i in got.items()} == {
+        "old.sqlite": "migrate", "bad.sqlite": "refuse", "newer.sqlite": "refuse",
+    }
+    assert got["old.sqlite"].version == "0.24.3/0.25.x" and "202502131714" in got["old.sqlite"].detail
+    assert "nonsense" in got["bad.sqlite"].detail
+    assert {p: _digest(p) for p in digests} == digests
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.sqlite", "newer.sqlite", "old.sqlite"]
+    current = tmp_path / "current.sqlite"
+    db = await Database.open(str(current))  # WAL mode file, then closed: inspect reads it read-only
+    await db.close()
+    assert inspect_file(str(current)) == Inspection("open", "0.27.1", "already v0.27.1")
+
+
+async def test_migration_can_be_disabled(tmp_path: Path) -> None:
+    path = _load("headscale_0.26.1_dump.sql", tmp_path / "db.sqlite")
+    before = _digest(path)
+    with pytest.raises(UnsupportedDatabase, match="needs migrating to v0.27.1, which is disabled"):
+        await Database.open(str(path), allow_migration=False)
+    assert _digest(path) == before
