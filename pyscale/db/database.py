@@ -39,6 +39,7 @@ class Database:
         self.prepared = prepared  # what open() found and did (detected version, migrations applied)
         self._lock = asyncio.Lock()
         self._tx_owner: asyncio.Task[Any] | None = None
+        self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -70,7 +71,11 @@ class Database:
         return cls(conn, path, prepared)
 
     async def close(self) -> None:
+        """Checkpoint the WAL into the main file and close; safe to call twice."""
         async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             with contextlib.suppress(sqlite3.Error):
                 # No ANALYZE / PRAGMA optimize ever: they create sqlite_stat1, which headscale's schema
                 # check reports as an extra table and refuses to start.
@@ -130,23 +135,23 @@ class Database:
         async with self._lock:
             yield
 
-    async def _write(self, sql: str, params: Iterable[Any]) -> sqlite3.Cursor | aiosqlite.Cursor:
+    async def _write(self, sql: str, params: Iterable[Any]) -> tuple[int | None, int]:
+        """Run one statement (committed on return unless inside transaction()): (lastrowid, rowcount)."""
         try:
-            async with self._locked():
-                return await self._conn.execute(sql, tuple(params))
+            async with self._locked(), self._conn.execute(sql, tuple(params)) as cur:
+                return cur.lastrowid, cur.rowcount
         except sqlite3.Error as exc:
             raise DatabaseError(f"write failed ({sql.split(' (')[0]}): {exc}") from exc
 
     async def _insert(self, sql: str, params: Iterable[Any]) -> int:
-        cur = await self._write(sql, params)
-        rowid = cur.lastrowid
+        rowid, _ = await self._write(sql, params)
         if rowid is None:
             raise DatabaseError(f"insert returned no row id ({sql.split(' (')[0]})")
         return rowid
 
     async def _update(self, sql: str, params: Iterable[Any], what: str, ident: int) -> None:
-        cur = await self._write(sql, params)
-        if cur.rowcount == 0:
+        _, count = await self._write(sql, params)
+        if count == 0:
             raise DatabaseError(f"{what} {ident} not found")
 
     async def _select(self, sql: str, convert: Callable[[sqlite3.Row], T]) -> list[T]:

@@ -97,6 +97,7 @@ async def test_reopen_and_pragmas(tmp_path: Path) -> None:
     finally:
         await second.close()
     assert not await second.ping()  # closed
+    await second.close()  # idempotent
 
 
 async def test_rollback_journal_when_wal_disabled(tmp_path: Path) -> None:
