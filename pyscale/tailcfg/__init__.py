@@ -1,0 +1,1 @@
+"""Tailscale wire types (tailcfg) with one explicit JSON mapping each."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from dbtest_helpers import DUMP_OUTCOMES
+from tests.db.dbtest_helpers import DUMP_OUTCOMES
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

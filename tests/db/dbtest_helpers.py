@@ -6,8 +6,9 @@ import functools
 import sqlite3
 from pathlib import Path
 
-REFERENCE_SCHEMA = Path("/work/shared/headscale/schema-v0.27.1.sql")
-DUMPS_DIR = Path("/work/shared/headscale/sqlite-dumps")
+DATA = Path(__file__).resolve().parent.parent / "data" / "headscale"  # copies of ../shared/headscale
+REFERENCE_SCHEMA = DATA / "schema-v0.27.1.sql"
+DUMPS_DIR = DATA / "sqlite-dumps"
 
 
 def raw_schema(path: str | Path) -> dict[tuple[str, str], str]:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from dbtest_helpers import raw_schema, reference_raw_schema
 
 from pyscale.db import Database, DatabaseError, DecodeError, UnsupportedDatabase
 from pyscale.db.schema import MIGRATION_IDS_V0_27_1, schema_diff
 from pyscale.keys import DiscoPublic, MachinePublic, NodePublic
 from pyscale.state.model import ZERO_TIME, ApiKey, Node, PreAuthKey, User
+from tests.db.dbtest_helpers import raw_schema, reference_raw_schema
 
 ODD = timezone(timedelta(hours=5, minutes=45))
 pytestmark = pytest.mark.asyncio

@@ -16,11 +16,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dbtest_helpers import DUMP_OUTCOMES, DUMPS_DIR, raw_schema, reference_raw_schema
 
 from pyscale.db import Database, UnsupportedDatabase
 from pyscale.db.schema import MIGRATION_IDS_V0_27_1, schema_diff
 from pyscale.state.model import Node
+from tests.db.dbtest_helpers import DUMP_OUTCOMES, DUMPS_DIR, raw_schema, reference_raw_schema
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,0 +1,77 @@
+"""``serve``, ``configtest``, ``version``, ``health``: the verbs that act on the server process itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING
+
+from pyscale import __version__
+from pyscale.config import (
+    ConfigError,
+    default_data_dir,
+    describe_locations,
+    format_configtest,
+    load_config_report,
+)
+
+if TYPE_CHECKING:
+    from pyscale.cli.main import Context
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the control server")
+    p.set_defaults(run=serve)
+    p = sub.add_parser("configtest", help="validate the config file and print every mapping and problem")
+    p.set_defaults(run=configtest)
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(run=version)
+    p = sub.add_parser("health", help="ask the running server whether it is healthy")
+    p.set_defaults(run=health)
+
+
+def serve(ctx: Context) -> int:
+    from pyscale.app import serve as serve_app
+    from pyscale.logsetup import setup_logging
+
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir())
+    if report.errors:
+        raise ConfigError(report.errors, report.source_path)
+    cfg = report.config
+    setup_logging(cfg.log.level, cfg.log.format)
+    import logging
+
+    log = logging.getLogger("pyscale")
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    log.info("starting pyscale %s\n%s", __version__, describe_locations(cfg))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_app(cfg))
+    return 0
+
+
+def configtest(ctx: Context) -> int:
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir())
+    print(format_configtest(report))
+    return 1 if report.errors else 0
+
+
+def version(ctx: Context) -> int:
+    if ctx.output:
+        ctx.emit({"version": __version__}, "")
+    else:
+        print(f"pyscale version {__version__} (Headscale v0.27.1 compatible)")
+    return 0
+
+
+def health(ctx: Context) -> int:
+    result = ctx.client().call("GET", "/api/v1/health")
+    if ctx.output:
+        print(json.dumps(result))
+    else:
+        print("")
+    return 0 if result.get("databaseConnectivity") else 1
+
+

@@ -1,0 +1,105 @@
+"""Handlers for the requests a client sends inside the Noise channel: register and map.
+
+Authentication: the Noise handshake proved the client's machine key; every map request must
+name a node key that belongs to a node with that machine key (else 404, like Headscale).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from pyscale.control.ts2021 import H2Request, H2Response
+from pyscale.mapper.build import Mapper
+from pyscale.mapper.session import MapSession
+from pyscale.state.model import Node
+from pyscale.state.registration import Registrar
+from pyscale.state.store import State
+from pyscale.tailcfg.messages import MapRequest, RegisterRequest, WireError
+
+log = logging.getLogger("pyscale.machine")
+
+
+class MachineHandlers:
+    def __init__(self, state: State, registrar: Registrar, mapper: Mapper) -> None:
+        self.state = state
+        self.registrar = registrar
+        self.mapper = mapper
+
+    async def handle(self, req: H2Request) -> H2Response:
+        if req.method != "POST":
+            return H2Response(405, b"method not allowed\n", "text/plain; charset=utf-8")
+        try:
+            if req.path == "/machine/register":
+                return await self.register(req)
+            if req.path == "/machine/map":
+                return await self.map(req)
+        except WireError as exc:
+            return _error(400, str(exc))
+        return _error(404, "not found")
+
+    async def register(self, req: H2Request) -> H2Response:
+        body = RegisterRequest.from_json(_json(req))
+        resp = await self.registrar.register(body, req.machine_key)
+        if resp.error:
+            log.info("registration refused for %s: %s", req.machine_key, resp.error)
+        return H2Response(200, json.dumps(resp.to_json()).encode())
+
+    async def map(self, req: H2Request) -> H2Response:
+        body = MapRequest.from_json(_json(req))
+        node = self.state.node_by_node_key(body.node_key)
+        if node is None or node.machine_key != req.machine_key:
+            return _error(404, "node not found")
+        if body.compress and body.compress != "zstd":
+            return _error(400, f"unsupported compression {body.compress!r}")
+        node = await self._apply(node, body)
+        if not body.stream:
+            if not body.omit_peers:  # one-shot full map (test helpers only)
+                return H2Response(200, b"", stream=self._one_shot(node.id, body.version))
+            return H2Response(200, b"", content_type="")
+        return H2Response(200, stream=self._stream(node.id, body.version))
+
+    async def _apply(self, node: Node, body: MapRequest) -> Node:
+        """Store what the client reports (disco key, endpoints, hostinfo) and fan it out if it changed."""
+        hostinfo = body.hostinfo
+        if hostinfo is not None and "NetInfo" not in hostinfo and node.hostinfo and "NetInfo" in node.hostinfo:
+            hostinfo = {**hostinfo, "NetInfo": node.hostinfo["NetInfo"]}  # keep the last known NetInfo
+        updated = replace(
+            node,
+            disco_key=body.disco_key or node.disco_key,
+            endpoints=body.endpoints if body.endpoints else node.endpoints,
+            hostinfo=hostinfo if hostinfo is not None else node.hostinfo,
+        )
+        if (updated.disco_key, updated.endpoints, updated.hostinfo) == (node.disco_key, node.endpoints,
+                                                                         node.hostinfo):
+            return node
+        # Endpoints and NetInfo change often; persist them too (Headscale does), then fan out.
+        return await self.state.update_node(updated)
+
+    async def _stream(self, node_id: int, cap: int) -> AsyncIterator[bytes]:
+        sub = self.state.bus.subscribe()  # before the full map, so no change falls in between
+        self.state.connect(node_id)
+        try:
+            async for message in MapSession(self.mapper, node_id, cap, sub).messages():
+                yield message
+        finally:
+            sub.close()
+            await self.state.disconnect(node_id)
+
+    async def _one_shot(self, node_id: int, cap: int) -> AsyncIterator[bytes]:
+        from pyscale.mapper.session import frame
+
+        yield frame(self.mapper.full(node_id, cap).to_json())
+
+
+def _json(req: H2Request) -> object:
+    try:
+        return json.loads(bytes(req.body) or b"{}")
+    except ValueError as exc:
+        raise WireError(f"invalid JSON body: {exc}") from exc
+
+
+def _error(status: int, text: str) -> H2Response:
+    return H2Response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
