@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dbtest_helpers import DUMPS_DIR
 
 from pyscale.db import Database, Inspection, UnsupportedDatabase, inspect_file
 from pyscale.db.migrate import clean_identifier
 from pyscale.db.versions import detect
+from tests.db.dbtest_helpers import DUMPS_DIR
 
 pytestmark = pytest.mark.asyncio
 
