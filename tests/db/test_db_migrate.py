@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyscale.db import Database, Inspection, UnsupportedDatabase, inspect_file
-from pyscale.db.migrate import clean_identifier
+from pyscale.db.migrate import clean_identifier, read_migration
 from pyscale.db.versions import detect
 from tests.db.dbtest_helpers import DUMPS_DIR
 
@@ -196,3 +196,18 @@ async def test_migration_can_be_disabled(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedDatabase, match="needs migrating to v0.27.1, which is disabled"):
         await Database.open(str(path), allow_migration=False)
     assert _digest(path) == before
+
+
+async def test_sql_steps_ship_with_the_package() -> None:
+    """Every migrations/NNNN_*.sql is reachable as package data (pyscale/db symlinks), identical."""
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted(p.name for p in (repo / "migrations").glob("*.sql"))
+    assert files == [
+        "0001_headscale_202507021200_rebuild_tables.sql",
+        "0002_headscale_202510311551_drop_legacy_tables.sql",
+        "0003_headscale_202511101554_drop_old_indexes.sql",
+    ]
+    for name in files:
+        packaged = repo / "pyscale" / "db" / name
+        assert packaged.is_symlink() and packaged.resolve() == (repo / "migrations" / name).resolve()
+        assert read_migration(name) == (repo / "migrations" / name).read_text()
