@@ -263,6 +263,8 @@ async def _apply_pragmas(conn: aiosqlite.Connection, wal: bool, autocheckpoint: 
 
 
 def _backup_file(src_path: str, dest_path: str) -> None:
+    if os.path.realpath(src_path) == os.path.realpath(dest_path):
+        raise DatabaseError(f"backup destination {dest_path} is the live database")
     tmp = f"{dest_path}.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
@@ -281,4 +283,8 @@ def _backup_file(src_path: str, dest_path: str) -> None:
         raise DatabaseError(f"backup of {src_path} to {dest_path} failed: {exc}") from exc
     finally:
         src.close()
+    for stale in (f"{dest_path}-wal", f"{dest_path}-shm"):
+        # a WAL left by an older file at dest_path would be replayed into the new copy
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     os.replace(tmp, dest_path)

@@ -266,6 +266,26 @@ async def test_backup_is_consistent_copy(tmp_path: Path, db: Database) -> None:
     await reopened.close()
 
 
+async def test_backup_guards(tmp_path: Path, db: Database) -> None:
+    with pytest.raises(DatabaseError, match="live database"):
+        await db.backup(db.path)
+    dest = tmp_path / "b.sqlite"
+    old = await Database.open(str(dest))  # an older copy in WAL mode with a pending -wal file
+    await old.insert_user(User(id=0, name="stale", created_at=T1, updated_at=T1))
+    wal = Path(f"{dest}-wal").read_bytes()
+    await old._conn.close()  # the last close checkpoints and deletes the -wal ...
+    Path(f"{dest}-wal").write_bytes(wal)  # ... so put it back, as a crashed process would leave it
+    await db.insert_user(User(id=0, name="fresh", created_at=T1, updated_at=T1))
+    await db.backup(str(dest))
+    assert not Path(f"{dest}-wal").exists()
+    conn = sqlite3.connect(dest)
+    try:
+        assert [r[0] for r in conn.execute("SELECT name FROM users")] == ["fresh"]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+
+
 async def test_refuses_unknown_file(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
