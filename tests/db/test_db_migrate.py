@@ -10,6 +10,7 @@ import pytest
 
 from pyscale.db import Database, Inspection, UnsupportedDatabase, inspect_file
 from pyscale.db.migrate import clean_identifier, read_migration
+from pyscale.db.schema import schema_diff
 from pyscale.db.versions import detect
 from tests.db.dbtest_helpers import DUMPS_DIR
 
@@ -211,3 +212,25 @@ async def test_sql_steps_ship_with_the_package() -> None:
         packaged = repo / "pyscale" / "db" / name
         assert packaged.is_symlink() and packaged.resolve() == (repo / "migrations" / name).resolve()
         assert read_migration(name) == (repo / "migrations" / name).read_text()
+
+
+async def test_v0_27_0_file_gets_the_two_v0_27_1_steps(tmp_path: Path) -> None:
+    """A v0.27.0 file (ids up to 202507021200, leftover legacy table) gets 202510311551 + drop-old-idx."""
+    path = tmp_path / "db.sqlite"
+    db = await Database.open(str(path))
+    await db.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM migrations WHERE id IN ('202510311551', '202511101554-drop-old-idx')")
+    conn.execute("CREATE TABLE routes (id integer, deleted_at datetime)")
+    conn.execute("CREATE INDEX idx_routes_deleted_at ON routes(deleted_at)")
+    conn.commit()
+    conn.close()
+    db = await Database.open(str(path))
+    await db.close()
+    assert db.prepared.detected_version == "0.27.0"
+    assert db.prepared.steps == ["202510311551", "202511101554-drop-old-idx"]
+    conn = sqlite3.connect(path)
+    try:
+        assert schema_diff(conn) == []
+    finally:
+        conn.close()
