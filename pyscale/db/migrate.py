@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +35,8 @@ from pyscale.db import codec
 from pyscale.db.errors import DatabaseError
 from pyscale.db.schema import MIGRATION_IDS_V0_27_1, schema_diff, split_statements
 
+# The SQL steps live in ../migrations (append-only); pyscale/db/ holds symlinks to them so that a
+# non-editable install (package data `db/*.sql`) ships them too. A source checkout reads either.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 # What gorm's AutoMigrate would add for v0.27.1's structs (column -> declared type).
@@ -113,13 +116,20 @@ class Migration:
                 self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {name} {decl}')
 
     def run_sql_file(self, name: str) -> None:
-        path = MIGRATIONS_DIR / name
-        try:
-            script = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise MigrationFailed(f"pyscale migration file {path} is missing: {exc}") from exc
-        for statement in split_statements(script):
+        for statement in split_statements(read_migration(name)):
             self.conn.execute(statement)
+
+
+def read_migration(name: str) -> str:
+    packaged = resources.files("pyscale.db").joinpath(name)
+    try:
+        return packaged.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    try:
+        return (MIGRATIONS_DIR / name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MigrationFailed(f"pyscale migration file {name} is missing from the installation: {exc}") from exc
 
 
 # --- the steps, named after the Headscale migration ids they replay -----------------------------
