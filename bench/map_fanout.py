@@ -47,6 +47,12 @@ class MemoryStore:
     async def load_apikeys(self) -> list[ApiKey]:
         return []
 
+    async def load_policy(self) -> str | None:
+        return None
+
+    async def insert_policy(self, text: str) -> int:
+        return next(self._ids)
+
     async def _insert(self, _: object) -> int:
         return next(self._ids)
 

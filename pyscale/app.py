@@ -107,8 +107,8 @@ class App:
         """(text, source name) of the configured policy: a file, or the newest database row."""
         cfg = self.cfg
         if cfg.policy.mode == "database":
-            assert self.db is not None
-            return (await self.db.load_policy() or ""), "database"
+            assert self.state is not None
+            return await self.state.stored_policy(), "database"
         if not cfg.policy.path:
             return "", "<no policy>"
         with open(cfg.policy.path, encoding="utf-8") as fh:
@@ -129,8 +129,8 @@ class App:
             self.policy.check(text, "database")
         except PolicyError as exc:
             raise Invalid(str(exc)) from exc
-        assert self.db is not None
-        await self.db.insert_policy(text)
+        assert self.state is not None
+        await self.state.store_policy(text)
         self.policy.reload(text, "database")
 
     async def _build_derpmap(self) -> dict[str, Any]:
