@@ -2,16 +2,18 @@
 
     python bench/derp_relay.py --pairs 1 --size 1300 --seconds 5 [--json]
     python bench/derp_relay.py --stun --seconds 5
+    python bench/derp_relay.py --hot-path [--profile]
 
 The relay under test is the real standalone server (`python -m derp`) in its own process (one core); the
-load generator runs here. Every sender writes batches of SendPacket frames and keeps at most --window bytes in
-flight (closed loop, so a relay that keeps up loses nothing); every receiver counts bytes. The first frame of each
-batch carries a send timestamp, giving latency samples (send -> receive, same clock). The same byte stream
-then goes through a raw asyncio forwarder (its own process, copies bytes from the sender's socket to the
-receiver's socket without parsing) for the comparison the ratio is taken against.
+load generator runs here. Every sender writes batches of SendPacket frames and keeps at most --window bytes
+in flight (closed loop, so a relay that keeps up loses nothing); every receiver counts bytes. The first
+frame of each batch carries a send timestamp, giving latency samples (send -> receive, same clock). The
+same byte stream then goes through a raw asyncio forwarder (its own process, copies bytes from the
+sender's socket to the receiver's socket without parsing) for the comparison the ratio is taken against.
 
-Prints frames/s, Gbit/s of packet payload, p50/p99 latency, drops (from the relay's /metrics) and the ratio.
-Numbers only; nothing here asserts timings.
+Prints frames/s, Gbit/s of packet payload, p50/p99 latency, drops (from the relay's /metrics), the relay
+process's CPU use and the ratio. --hot-path measures the relay's Python cost per frame in-process (CPU
+time, no sockets). Numbers only; nothing here asserts timings.
 """
 
 from __future__ import annotations
