@@ -341,6 +341,26 @@ def bench_stun(port: int, seconds: float, window: int = 64) -> dict[str, float]:
     return {"stun_requests_per_s": round(answered / seconds), "stun_timeouts": lost}
 
 
+def _stun_worker(port: int, seconds: float, out: object) -> None:
+    out.put(bench_stun(port, seconds))  # type: ignore[attr-defined]
+
+
+def bench_stun_parallel(port: int, seconds: float, clients: int) -> dict[str, float]:
+    """Several client processes (one Python client cannot saturate the server)."""
+    import multiprocessing
+
+    queue: multiprocessing.Queue[dict[str, float]] = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=_stun_worker, args=(port, seconds, queue))
+               for _ in range(clients)]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=seconds + 30) for _ in workers]
+    for w in workers:
+        w.join(timeout=10)
+    return {"stun_requests_per_s": sum(r["stun_requests_per_s"] for r in results),
+            "stun_timeouts": sum(r["stun_timeouts"] for r in results), "stun_clients": clients}
+
+
 # --- main ------------------------------------------------------------------------------------------------
 
 
@@ -349,9 +369,10 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=1)
     p.add_argument("--size", type=int, default=1300, help="packet size in bytes (frame = size + 37)")
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--window", type=int, default=512 << 10, help="max bytes in flight per pair")
+    p.add_argument("--window", type=int, default=256 << 10, help="max bytes in flight per pair")
     p.add_argument("--batch", type=int, default=32, help="frames per sender write")
     p.add_argument("--stun", action="store_true", help="benchmark STUN binding requests instead")
+    p.add_argument("--stun-clients", type=int, default=2, help="STUN client processes")
     p.add_argument("--hot-path", action="store_true", help="in-process CPU cost per frame (no sockets)")
     p.add_argument("--profile", action="store_true", help="with --hot-path: print a cProfile summary")
     p.add_argument("--no-raw", action="store_true", help="skip the raw forwarder comparison")
@@ -378,11 +399,14 @@ def main() -> None:
             procs.append(relay)
             _wait_http(f"http://127.0.0.1:{port}/derp/probe", relay)
             if args.stun:
-                result |= bench_stun(stun_port, args.seconds)
+                cpu0, t0 = cpu_seconds(relay.pid), time.perf_counter()
+                result |= bench_stun_parallel(stun_port, args.seconds, args.stun_clients)
+                cpu = (cpu_seconds(relay.pid) - cpu0) / (time.perf_counter() - t0)
+                result["server_cpu_fraction"] = round(cpu, 2)
             else:
                 result["relay"] = relay_res = asyncio.run(bench_relay(args, port, relay.pid))
                 m = _metrics(port)
-                result["relay_drops"] = int(m.get("packets_dropped_total", 0))
+                result["relay_drops"] = {k: int(v) for k, v in m.items() if k.startswith("packets_dropped")}
                 if not args.no_raw:
                     raw = subprocess.Popen([sys.executable, __file__, "--serve-raw"], stdout=subprocess.PIPE)
                     procs.append(raw)
