@@ -364,6 +364,14 @@ def bench_stun_parallel(port: int, seconds: float, clients: int) -> dict[str, fl
 # --- main ------------------------------------------------------------------------------------------------
 
 
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", type=int, default=1)
@@ -372,6 +380,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=256 << 10, help="max bytes in flight per pair")
     p.add_argument("--batch", type=int, default=32, help="frames per sender write")
     p.add_argument("--stun", action="store_true", help="benchmark STUN binding requests instead")
+    p.add_argument("--no-uvloop", action="store_true", help="run the relay on the stock asyncio loop")
     p.add_argument("--stun-clients", type=int, default=2, help="STUN client processes")
     p.add_argument("--hot-path", action="store_true", help="in-process CPU cost per frame (no sockets)")
     p.add_argument("--profile", action="store_true", help="with --hot-path: print a cProfile summary")
@@ -387,14 +396,16 @@ def main() -> None:
         print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
         return
     result: dict[str, object] = {"pairs": args.pairs, "size": args.size, "seconds": args.seconds,
-                                 "python": sys.version.split()[0]}
+                                 "python": sys.version.split()[0],
+                                 "relay_uvloop": not args.no_uvloop and _has_uvloop()}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         port, stun_port = _free_port(), _free_port()
         with tempfile.TemporaryDirectory() as tmp:
             relay = subprocess.Popen(
                 [sys.executable, "-m", "derp", "-a", f"127.0.0.1:{port}", "--stun-port",
-                 str(stun_port if args.stun else -1), "-c", f"{tmp}/k", "--stats-interval", "0"],
+                 str(stun_port if args.stun else -1), "-c", f"{tmp}/k", "--stats-interval", "0"]
+                + (["--no-uvloop"] if args.no_uvloop else []),
                 cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.DEVNULL)
             procs.append(relay)
             _wait_http(f"http://127.0.0.1:{port}/derp/probe", relay)

@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--region-code", default="pyderp")
     g.add_argument("--region-name", default="pyscale DERP")
     g.add_argument("--print-derpmap", action="store_true", help="print the DERP map JSON on stdout at start")
+    p.add_argument("--no-uvloop", action="store_true", help="stock asyncio loop even with uvloop")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -191,12 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop  # optional; faster event loop when installed
+    if not args.no_uvloop:
+        try:
+            import uvloop  # optional; faster event loop when installed
 
-        uvloop.install()
-    except ImportError:
-        pass
+            uvloop.install()
+        except ImportError:
+            pass
+    log.info("derp: event loop policy %s", type(asyncio.get_event_loop_policy()).__module__)
     asyncio.run(run(args))
 
 
