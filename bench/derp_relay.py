@@ -112,7 +112,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run_load(connect_pair, pairs: int, size: int, seconds: float, window: int, batch: int,
-                   server_pid: int) -> dict[str, float]:
+                   server_pid: int, drops=None) -> dict[str, float]:
     stop = asyncio.Event()
     stats = [PairStats() for _ in range(pairs)]
     tasks = []
@@ -124,10 +124,12 @@ async def run_load(connect_pair, pairs: int, size: int, seconds: float, window: 
     base = [s.received for s in stats]
     for s in stats:
         s.latencies.clear()
+    drops0 = await asyncio.to_thread(drops) if drops else {}
     t0, cpu0 = time.perf_counter(), cpu_seconds(server_pid)
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - t0
     server_cpu = (cpu_seconds(server_pid) - cpu0) / elapsed
+    drops1 = await asyncio.to_thread(drops) if drops else {}
     got = sum(s.received for s in stats) - sum(base)
     lat = sorted(x for s in stats for x in s.latencies)
     stop.set()
@@ -135,6 +137,12 @@ async def run_load(connect_pair, pairs: int, size: int, seconds: float, window: 
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     frames_s = got / (HEADER + size) / elapsed
+    extra: dict[str, object] = {}
+    if drops:
+        queue_max = drops1.pop("max_send_queue_bytes", 0)
+        drops0.pop("max_send_queue_bytes", 0)
+        extra = {"drops_during_run": {k: v - drops0.get(k, 0) for k, v in drops1.items()},
+                 "max_send_queue_bytes_at_end": queue_max}
     return {
         "frames_per_s": round(frames_s),
         "gbit_per_s": round(frames_s * size * 8 / 1e9, 3),
@@ -143,6 +151,7 @@ async def run_load(connect_pair, pairs: int, size: int, seconds: float, window: 
         "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1e3, 3) if lat else -1,
         "latency_samples": len(lat),
         "server_cpu_fraction": round(server_cpu, 2),  # 1.0 = one core fully busy
+        **extra,
     }
 
 
@@ -170,7 +179,16 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def _metrics(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^headscale_derp_(\w+) (\S+)$", text, re.M)}
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^headscale_derp_(\S+) (\S+)$", text, re.M)}
+
+
+def _drops(port: int) -> dict[str, int]:
+    """Drop counters by reason, plus the largest send queue right now (a gauge, not a delta)."""
+    m = _metrics(port)
+    out = {k.replace("packets_dropped_by_reason_total", "").strip("{}") or "total": int(v)
+           for k, v in m.items() if k.startswith("packets_dropped")}
+    out["max_send_queue_bytes"] = int(m.get("send_queue_bytes_max_current", 0))
+    return out
 
 
 async def bench_relay(args: argparse.Namespace, port: int, pid: int) -> dict[str, float]:
@@ -183,7 +201,8 @@ async def bench_relay(args: argparse.Namespace, port: int, pid: int) -> dict[str
         sr, sw, _ = tx.detach()
         return (sr, sw), (rr, rw, initial), rx.public_key
 
-    return await run_load(connect_pair, args.pairs, args.size, args.seconds, args.window, args.batch, pid)
+    return await run_load(connect_pair, args.pairs, args.size, args.seconds, args.window, args.batch, pid,
+                          drops=lambda: _drops(port))
 
 
 async def bench_raw(args: argparse.Namespace, port: int, pid: int) -> dict[str, float]:
@@ -416,10 +435,10 @@ def main() -> None:
                 result["server_cpu_fraction"] = round(cpu, 2)
             else:
                 result["relay"] = relay_res = asyncio.run(bench_relay(args, port, relay.pid))
-                m = _metrics(port)
-                result["relay_drops"] = {k: int(v) for k, v in m.items() if k.startswith("packets_dropped")}
+                result["relay_drops_incl_teardown"] = _drops(port)
                 if not args.no_raw:
-                    raw = subprocess.Popen([sys.executable, __file__, "--serve-raw"], stdout=subprocess.PIPE)
+                    raw = subprocess.Popen([sys.executable, __file__, "--serve-raw"], stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL)
                     procs.append(raw)
                     assert raw.stdout is not None
                     raw_port = int(raw.stdout.readline())

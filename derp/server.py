@@ -163,6 +163,7 @@ class DerpServer:
         out["home_connections_current"] = sum(1 for c in self._conns if c.preferred)
         out["mesh_peers_current"] = sum(1 for c in self._conns if c.mesh_peer)
         out["remote_clients_current"] = len(self._remote)
+        out["send_queue_bytes_max_current"] = max((c.queued() for c in self._conns), default=0)
         out["packets_dropped_total"] = sum(self.drops.values())
         for reason, n in self.drops.items():
             out[f"packets_dropped_{reason}_total"] = n
