@@ -122,13 +122,6 @@ def build_derpmap(args: argparse.Namespace, derp_port: int, stun_port: int) -> d
                           stun_port=stun_port, ipv4=ipv4, ipv6="none" if ipv4 else None)
 
 
-async def _stats_loop(server: DerpServer, stun_proto: stun.StunProtocol | None, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        figures = server.stats() | (stun_proto.stats() if stun_proto else {})
-        log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(figures.items())))
-
-
 async def run(args: argparse.Namespace) -> None:
     host, port = split_addr(args.addr)
     limits = Limits(max_connections=args.max_connections, send_queue_bytes=args.send_queue_bytes,
@@ -161,7 +154,7 @@ async def run(args: argparse.Namespace) -> None:
     scheme = "https" if tls else "http"
     log.info("derp: serving %s://%s:%d/derp, stun udp %s, key %s, mesh peers %d", scheme, host, derp_port,
              stun_port, server.public_key.hex(), len(links))
-    stats_task = asyncio.create_task(_stats_loop(server, stun_proto, args.stats_interval)) \
+    stats_task = server.start_stats_log(args.stats_interval, stun_proto.stats if stun_proto else None) \
         if args.stats_interval > 0 else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -219,6 +219,19 @@ class DerpServer:
                 await self._housekeeper
             self._housekeeper = None
 
+    def start_stats_log(
+        self, interval: float = 60.0, extra: Callable[[], dict[str, int]] | None = None
+    ) -> asyncio.Task[None]:
+        """Log the counters every `interval` seconds (the periodic line next to the Prometheus export).
+        Cancel the returned task to stop it; close() does not."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                figures = self.stats() | (extra() if extra else {})
+                log.info("derp stats %s", " ".join(f"{k}={v}" for k, v in sorted(figures.items())))
+
+        return asyncio.get_running_loop().create_task(loop())
+
     def add_mesh_link(self, link: MeshLink) -> None:
         self._mesh_links.append(link)
 
@@ -297,6 +310,7 @@ class DerpServer:
     def _finish(self, client: _Client, reason: str) -> None:
         if client not in self._conns:
             return
+        client.closing = client.closing or reason  # no more writes to a connection that is gone
         self._conns.discard(client)
         self._watchers.discard(client)
         self._count_close(reason)
