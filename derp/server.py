@@ -206,11 +206,16 @@ class DerpServer:
             self._finish(client, client.closing or reason)
             await _close_writer(writer)
 
-    async def close(self) -> None:
-        """Close every connection and mesh link, stop timers."""
+    async def close(self, *, restarting: tuple[int, int] | None = None) -> None:
+        """Close every connection and mesh link, stop timers. With `restarting=(reconnect_in_ms, try_for_ms)`
+        clients first get a Restarting frame, so they reconnect quickly to the restarted relay."""
         self._closed = True
         for link in list(self._mesh_links):
             await link.close()
+        for client in list(self._conns):
+            if restarting is not None and client.key:
+                self._write(client, frames.restarting(*restarting))
+        self._flush()
         for client in list(self._conns):
             self._close_client(client, "server_closed")
         if self._housekeeper is not None:
@@ -218,6 +223,14 @@ class DerpServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeper
             self._housekeeper = None
+
+    def set_health(self, problem: str) -> None:
+        """Tell every connected client about a server problem ("" = healthy again); Health frame."""
+        frame = frames.health(problem)
+        for client in list(self._conns):
+            if client.key:
+                self._write(client, frame)
+        self._flush()
 
     def start_stats_log(
         self, interval: float = 60.0, extra: Callable[[], dict[str, int]] | None = None
@@ -359,9 +372,12 @@ class DerpServer:
         buf, items = client.conn.receive_items(data)
         if items:
             self._dispatch(client, buf, items)
-        out = client.conn.data_to_send()
+        out = client.conn.data_to_send()  # pongs: a ping flood must not grow this client's queue either
         if out:
-            self._write(client, out)
+            if client.queued() > self.limits.send_queue_bytes:
+                self._drop("pong_queue_full")
+            else:
+                self._write(client, out)
         self._flush()
 
     def _process(self, client: _Client, events: list[protocol.Event]) -> None:

@@ -290,3 +290,18 @@ async def test_close_peer_from_mesh_peer() -> None:
         await eventually(lambda: relay.server.stats().get("connections_closed_closed_by_mesh_total") == 1)
         await plain.close()
         await peer.close()
+
+
+@pytest.mark.asyncio
+async def test_health_and_restarting_frames() -> None:
+    async with running_relay() as relay:
+        c = await _connect(relay.url)
+        relay.server.set_health("disk full")
+        health = await c.recv()
+        assert isinstance(health, protocol.Health) and health.problem == "disk full"
+        await relay.server.close(restarting=(500, 10_000))
+        restarting = await c.recv()
+        assert isinstance(restarting, protocol.Restarting)
+        assert (restarting.reconnect_in_ms, restarting.try_for_ms) == (500, 10_000)
+        await c.wait_closed_by_server()
+        await c.close()
