@@ -151,6 +151,8 @@ async def run_load(connect_pair, pairs: int, size: int, seconds: float, window: 
         "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1e3, 3) if lat else -1,
         "latency_samples": len(lat),
         "server_cpu_fraction": round(server_cpu, 2),  # 1.0 = one core fully busy
+        # throughput per CPU-second the server actually got: its one-core capacity when the machine is shared
+        "gbit_per_server_cpu_s": round(frames_s * size * 8 / 1e9 / server_cpu, 3) if server_cpu else -1,
         **extra,
     }
 
@@ -257,6 +259,9 @@ class _NullTransport:
 
     def write(self, data: bytes) -> None:
         self.bytes += len(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.bytes += len(b"".join(parts))  # what stock asyncio does; uvloop would writev instead
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -408,6 +413,10 @@ def main() -> None:
     p.add_argument("--serve-raw", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_raw:
+        if not args.no_uvloop and _has_uvloop():
+            import uvloop
+
+            uvloop.install()  # same loop as the relay, for a fair comparison
         asyncio.run(serve_raw())
         return
     if args.hot_path:
@@ -437,8 +446,9 @@ def main() -> None:
                 result["relay"] = relay_res = asyncio.run(bench_relay(args, port, relay.pid))
                 result["relay_drops_incl_teardown"] = _drops(port)
                 if not args.no_raw:
-                    raw = subprocess.Popen([sys.executable, __file__, "--serve-raw"], stdout=subprocess.PIPE,
-                                           stderr=subprocess.DEVNULL)
+                    raw = subprocess.Popen([sys.executable, __file__, "--serve-raw"]
+                                           + (["--no-uvloop"] if args.no_uvloop else []),
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                     procs.append(raw)
                     assert raw.stdout is not None
                     raw_port = int(raw.stdout.readline())

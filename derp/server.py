@@ -3,7 +3,7 @@
 One task per connection reads chunks, feeds the sans-IO `ServerConnection`, and routes SendPacket events.
 Relayed packets are not copied per packet: the RecvPacket header and a memoryview of the received chunk are
 appended to the destination's pending batch, and every batch touched by a chunk is written with one
-`transport.write` at the end of that chunk (batched writes, one syscall per destination per chunk).
+`transport.writelines` at the end of that chunk (batched writes, one syscall per destination per chunk).
 
 Send queues are bounded in bytes: the destination's transport buffer plus its pending batch. A data packet is
 dropped (reason `queue_full`) once that exceeds `Limits.send_queue_bytes`; disco packets have their own extra
@@ -509,7 +509,8 @@ class DerpServer:
             dst.pending = []
             dst.pending_bytes = 0
             if not dst.closing:
-                dst.transport.write(b"".join(parts))
+                # uvloop turns writelines into one writev (no join copy); stock asyncio joins itself.
+                dst.transport.writelines(parts)
 
     def _write(self, client: _Client, data: bytes) -> None:
         if client.closing:

@@ -114,6 +114,9 @@ class _WsTransport:
         if data:
             self._raw.write(encode_frame(OP_BINARY, bytes(data)))
 
+    def writelines(self, parts: list[bytes | memoryview]) -> None:
+        self.write(b"".join(parts))
+
     def get_write_buffer_size(self) -> int:
         return self._raw.get_write_buffer_size()
 
