@@ -38,6 +38,11 @@ class DerpClient:
     def public_key(self) -> bytes:
         return self._conn.public_key
 
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        """Hand the raw streams to a caller that frames bytes itself (benchmarks). Returns (reader, writer,
+        bytes already received but not yet parsed); do not use the client's other methods afterwards."""
+        return self._reader, self._writer, self._conn.pending_bytes()
+
     @classmethod
     async def connect(
         cls, url: str, private_key: bytes, *, mesh_key: bytes | None = None, fast_start: bool = False,

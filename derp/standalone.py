@@ -117,6 +117,10 @@ class HttpFront:
         if kind == "derp":
             fast = derp_http.is_fast_start(request.headers)
             await self.server.serve_upgraded(reader, writer, fast_start=fast)
+        elif kind == "websocket":
+            from .websocket import serve_websocket
+
+            await serve_websocket(self.server, reader, writer, request.headers)
         else:
             writer.write(derp_http.upgrade_required().encode())
             await writer.drain()

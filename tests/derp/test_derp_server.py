@@ -238,3 +238,70 @@ async def test_two_meshed_relays_forward_packets() -> None:
         assert bytes((await a.recv_packet()).packet) == b"and back"
         await a.close()
         await b.close()
+
+
+@pytest.mark.asyncio
+async def test_random_frames_never_crash_the_relay() -> None:
+    """Invariant: garbage from clients closes (at most) those clients; the loop sees no exception and
+    well-behaved clients keep relaying."""
+    import random
+
+    errors: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    rng = random.Random(99)
+    # ClosePeer from a mesh peer legitimately disconnects the good clients, so it is left out here
+    types = [t.value for t in frames.FrameType if t != frames.FrameType.CLOSE_PEER] + [0x00, 0x7F, 0xFF]
+    async with running_relay(mesh_key=b"m" * 32) as relay:
+        good_a, good_b = await _connect(relay.url), await _connect(relay.url)
+        fuzzers = [await _connect(relay.url, mesh_key=b"m" * 32 if i % 2 else None) for i in range(20)]
+        for f in fuzzers:
+            chunks = []
+            for _ in range(rng.randrange(1, 12)):
+                payload = rng.randbytes(rng.choice([0, 1, 8, 32, 33, 64, 65, 300]))
+                if rng.random() < 0.3:
+                    payload = good_b.public_key + payload  # some packets reach a real peer
+                chunks.append(frames.frame(rng.choice(types), payload) if rng.random() < 0.85
+                              else rng.randbytes(rng.randrange(1, 12)))
+            f.write_raw(b"".join(chunks))
+        good_a.send(good_b.public_key, b"still relaying")
+        while True:
+            got = await good_b.recv_packet()
+            if got.src == good_a.public_key:
+                break
+        assert bytes(got.packet) == b"still relaying"
+        for f in fuzzers:
+            await f.close()
+        await eventually(lambda: relay.server.stats()["connections_current"] == 2)
+        await good_a.close()
+        await good_b.close()
+    loop.set_exception_handler(None)
+    assert errors == []
+
+
+@pytest.mark.asyncio
+async def test_close_peer_from_mesh_peer() -> None:
+    mesh = os.urandom(32)
+    async with running_relay(mesh_key=mesh) as relay:
+        plain = await _connect(relay.url)
+        peer = await _connect(relay.url, mesh_key=mesh)
+        peer.write_raw(frames.close_peer(plain.public_key))
+        await plain.wait_closed_by_server()
+        await eventually(lambda: relay.server.stats().get("connections_closed_closed_by_mesh_total") == 1)
+        await plain.close()
+        await peer.close()
+
+
+@pytest.mark.asyncio
+async def test_health_and_restarting_frames() -> None:
+    async with running_relay() as relay:
+        c = await _connect(relay.url)
+        relay.server.set_health("disk full")
+        health = await c.recv()
+        assert isinstance(health, protocol.Health) and health.problem == "disk full"
+        await relay.server.close(restarting=(500, 10_000))
+        restarting = await c.recv()
+        assert isinstance(restarting, protocol.Restarting)
+        assert (restarting.reconnect_in_ms, restarting.try_for_ms) == (500, 10_000)
+        await c.wait_closed_by_server()
+        await c.close()
