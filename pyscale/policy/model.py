@@ -28,7 +28,7 @@ from .aliases import (
     parse_protocol,
 )
 from .errors import PolicyError
-from .hujson import Path, Positions, parse
+from .hujson import Path, Positions, is_blank, parse
 
 MAX_CHECK_PERIOD_S = 168 * 3600  # Tailscale's upper bound for SSH checkPeriod
 _TAG_NAME = re.compile(r"^tag:[A-Za-z][A-Za-z0-9_-]*$")
@@ -170,7 +170,7 @@ class _Loader:
 
 def load_policy(text: str, filename: str = "<policy>") -> Policy | None:
     """Parse and validate a policy; `None` for an empty file (= no policy). Tests are not run here."""
-    if not text.strip():
+    if is_blank(text):
         return None
     value, pos = parse(text, filename)
     ld = _Loader(pos)
