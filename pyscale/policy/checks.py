@@ -186,6 +186,12 @@ class _Evaluator:
                 raise _Failed(f"{text!r} is no node")
             return [node_id]
         alias = self.alias(text)
+        if alias.kind is Kind.HOST:
+            keys = self.addresses(alias)
+            owners = sorted({self.owner[k] for k in keys if k in self.owner})
+            if not owners:
+                raise _Failed(f"{text!r} is no node")
+            return owners
         target = self.cp.target(alias)
         if not target.nodes:
             raise _Failed(f"{text!r} matches no node")

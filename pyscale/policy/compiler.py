@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .aliases import ALL_PORTS, Alias, Network
+from .index import NodeIndex
 from .ipset import Interval, contains, merge, overlaps, to_cidrs
 from .model import AclRule, Policy
 from .resolve import Resolver, Target
@@ -36,8 +37,8 @@ class _Rule:
     dst: list[tuple[Target, tuple[tuple[int, int], ...]]]
     has_self: bool
     src_text: list[str] | None = None  # rendered SrcIPs, cached
-    src_set: set[int] | None = None  # node members, cached
-    dst_set: set[int] | None = None
+    src_mask: int | None = None  # members as NodeIndex bitmasks, cached
+    dst_mask: int | None = None
 
 
 class CompiledPolicy:
@@ -47,17 +48,30 @@ class CompiledPolicy:
                  nodes: Iterable[PolicyNode]) -> None:
         self.policy = policy
         self.users = {u.id: u for u in users}
-        self.nodes: dict[int, NodeView] = {n.id: NodeView(n) for n in nodes}
+        self.index = NodeIndex(NodeView(n) for n in nodes)
+        self.nodes = self.index.views  # id -> NodeView, kept current by the index
         self.resolver = Resolver(policy, self.users) if policy is not None else None
         self.targets: dict[str, Target] = {}
         self.rules: list[_Rule] = []
+        self._by_target: dict[str, list[int]] = {}  # alias text -> indexes of rules naming it
         self._filters: dict[int, list[dict[str, Any]]] = {}
-        self._peers: dict[int, set[int]] = {}
+        self._peers: dict[int, int] = {}  # peer sets as NodeIndex bitmasks: 1.25 KB per node at 10,000 nodes
         self._ssh: dict[int, dict[str, Any] | None] = {}
+        # Stale per-node entries are only marked; the old value is replaced (and freed) when next asked for.
+        # Freeing thousands of cached filters inside update_node would cost more than the update itself.
+        self._stale_filter: set[int] = set()
+        self._stale_ssh: set[int] = set()
+        self._rules_of: dict[int, tuple[list[int], list[int]]] = {}
         if policy is not None and policy.acls is not None:
             self.rules = [self._rule(acl) for acl in policy.acls]
+        for k, rule in enumerate(self.rules):
+            for t in rule.src + [t for t, _ in rule.dst]:
+                self._by_target.setdefault(t.alias.name, []).append(k)
+        self.self_rules = [k for k, r in enumerate(self.rules) if r.has_self]
         self.ssh_rules = [(r, [self.target(a) for a in r.src], [self.target(a) for a in r.dst])
                           for r in (policy.ssh or [])] if policy is not None else []
+        for rule in self.rules:  # eager, so the first node change does not pay for them
+            self._src_mask(rule), self._dst_mask(rule)
 
     # -- construction -------------------------------------------------------------------------------------
 
@@ -65,7 +79,7 @@ class CompiledPolicy:
         t = self.targets.get(alias.name)
         if t is None:
             assert self.resolver is not None
-            t = self.targets[alias.name] = self.resolver.target(alias, self.nodes)
+            t = self.targets[alias.name] = self.resolver.target(alias, self.index)
         return t
 
     def _rule(self, acl: AclRule) -> _Rule:
@@ -84,13 +98,22 @@ class CompiledPolicy:
         if self.allow_all:
             return ALLOW_ALL
         cached = self._filters.get(node_id)
-        if cached is None:
+        if cached is None or node_id in self._stale_filter:
+            self._stale_filter.discard(node_id)
             node = self.nodes[node_id]
-            cached = self._filters[node_id] = [r for rule in self.rules for r in self._render(rule, node)]
+            ids = set(self.rules_of(node)[1])
+            if not node.tagged:
+                ids.update(self.self_rules)
+            cached = [r for k in sorted(ids) for r in self._render(self.rules[k], node)]
+            self._filters[node_id] = cached
         return cached
 
     def peers_for(self, node_id: int) -> set[int]:
-        """Ids of nodes this node may reach or that may reach it (itself excluded)."""
+        """Ids of nodes this node may reach or that may reach it (itself excluded). A fresh set each call."""
+        return self.index.ids_of(self.peer_mask(node_id))
+
+    def peer_mask(self, node_id: int) -> int:
+        """peers_for as a NodeIndex bitmask (cached)."""
         cached = self._peers.get(node_id)
         if cached is None:
             cached = self._peers[node_id] = self._compute_peers(self.nodes[node_id])
@@ -100,7 +123,8 @@ class CompiledPolicy:
         """MapResponse.SSHPolicy for this node (lowercase keys); None when the policy has no `ssh`."""
         if self.policy is None or self.policy.ssh is None:
             return None
-        if node_id not in self._ssh:
+        if node_id not in self._ssh or node_id in self._stale_ssh:
+            self._stale_ssh.discard(node_id)
             self._ssh[node_id] = compile_ssh(self, self.nodes[node_id])
         return self._ssh[node_id]
 
@@ -125,99 +149,147 @@ class CompiledPolicy:
 
     def update_node(self, node: PolicyNode) -> set[int]:
         """Add or replace one node; returns ids whose filter, peers or SSH policy may have changed."""
-        affected = self._related(node.id) if node.id in self.nodes else set()
-        view = self.nodes[node.id] = NodeView(node)
-        self._replace(view)
-        return affected | self._related(node.id) | {node.id}
+        old = self.nodes.get(node.id)
+        affected = self._related(node.id) if old is not None else set()
+        view = NodeView(node)
+        self.index.add(view)
+        ips_changed = old is None or old.ip_keys != view.ip_keys
+        exit_changed = (old is not None and old.is_exit) != view.is_exit
+        for t in self.targets.values():
+            before = (node.id in t.nodes, node.id in t.inside, node.id in t.route_nodes)
+            if self.resolver is not None:
+                self.resolver.place(t, view)
+            after = (node.id in t.nodes, node.id in t.inside, node.id in t.route_nodes)
+            if (before != after or (ips_changed and (before[0] or after[0])) or (t.wildcard and old is None)
+                    or (t.internet and exit_changed)):
+                self._target_changed(t, node.id, any(after))
+        self._rules_of.pop(node.id, None)
+        affected |= self._related(node.id) | {node.id}
+        self._drop(affected)
+        return affected
 
     def remove_node(self, node_id: int) -> set[int]:
         """Forget one node; returns ids whose filter, peers or SSH policy may have changed."""
-        if node_id not in self.nodes:
+        view = self.nodes.get(node_id)
+        if view is None:
             return set()
         affected = self._related(node_id)
-        view = self.nodes.pop(node_id)
+        self.index.remove(node_id)
         for t in self.targets.values():
-            t.nodes.discard(node_id)
-            t.inside.discard(node_id)
-            t.route_nodes.discard(node_id)
-        self._invalidate({node_id} | affected, view)
+            if (node_id in t.nodes or node_id in t.inside or node_id in t.route_nodes or t.wildcard
+                    or (t.internet and view.is_exit)):
+                t.nodes.discard(node_id)
+                t.inside.discard(node_id)
+                t.route_nodes.discard(node_id)
+                self._target_changed(t, node_id, False)
+        self._rules_of.pop(node_id, None)
+        self._drop(affected)
+        for cache in (self._filters, self._peers, self._ssh):
+            cache.pop(node_id, None)
+        self._stale_filter.discard(node_id)
+        self._stale_ssh.discard(node_id)
         return affected
 
-    def _replace(self, view: NodeView) -> None:
-        assert self.resolver is not None or not self.targets
-        for t in self.targets.values():
-            self.resolver.place(t, view)  # type: ignore[union-attr]
-        self._invalidate(self._related(view.id) | {view.id}, view)
+    def _target_changed(self, t: Target, node_id: int, member: bool) -> None:
+        """One node's membership (or addresses) changed: patch the target's mask, drop what renders it."""
+        if t.wildcard or t.internet:
+            t.mask = None  # derived from index-wide sets; cheap to rebuild
+        elif t.mask is not None:
+            bit = 1 << self.index.bit[node_id]
+            t.mask = t.mask | bit if member else t.mask & ~bit
+        for k in self._by_target.get(t.alias.name, ()):
+            rule = self.rules[k]
+            rule.src_text = None
+            rule.src_mask = rule.dst_mask = None
+
+    def _drop(self, ids: set[int]) -> None:
+        self._stale_filter |= ids
+        self._stale_ssh |= ids
+        for i in ids:
+            self._peers.pop(i, None)
 
     def _related(self, node_id: int) -> set[int]:
         """Nodes whose view includes this node: its peers, and SSH destinations it may log in to."""
-        related = set(self.peers_for(node_id))
         node = self.nodes[node_id]
-        for _rule, srcs, dsts in self.ssh_rules:
-            if any(self._member(t, node) for t in srcs):
-                related |= self._members(dsts, node)
+        m = self.peer_mask(node_id)
+        for rule, srcs, dsts in self.ssh_rules:
+            if any(t.has_member(node) for t in srcs):
+                for t in dsts:
+                    m |= self.index.mask(self.same_user(node)) if t.self_ else self.target_mask(t)
+                if any(u.startswith("localpart:") for u in rule.users):
+                    m |= self.index.mask(self.same_user(node))
+        related = self.index.ids_of(m)
         related.discard(node_id)
         return related
 
-    def _invalidate(self, ids: set[int], view: NodeView) -> None:
-        for rule in self.rules:
-            rule.src_text = rule.src_set = rule.dst_set = None
-        for i in ids:
-            self._filters.pop(i, None)
-            self._peers.pop(i, None)
-            self._ssh.pop(i, None)
-
     # -- membership ---------------------------------------------------------------------------------------
 
-    def _member(self, t: Target, node: NodeView) -> bool:
-        return t.has_member(node)
-
-    def _members(self, targets: Iterable[Target], for_node: NodeView | None = None) -> set[int]:
-        out: set[int] = set()
-        for t in targets:
+    def target_mask(self, t: Target) -> int:
+        if t.mask is None:
             if t.wildcard:
-                return set(self.nodes)
-            out |= t.nodes
-            out |= t.inside
-            out |= t.route_nodes
-            if t.internet:
-                out |= {n.id for n in self.nodes.values() if n.is_exit}
-        return out
+                t.mask = self.index.all_mask
+            else:
+                m = self.index.mask(t.nodes) | self.index.mask(t.inside) | self.index.mask(t.route_nodes)
+                t.mask = m | self.index.mask(self.index.exits) if t.internet else m
+        return t.mask
+
+    def rules_of(self, node: NodeView) -> tuple[list[int], list[int]]:
+        """Indexes of the rules naming this node as a source, and as a (non-self) destination."""
+        cached = self._rules_of.get(node.id)
+        if cached is None:
+            src: set[int] = set()
+            dst: set[int] = set()
+            for t in self.targets.values():
+                if t.has_member(node):
+                    for k in self._by_target.get(t.alias.name, ()):
+                        rule = self.rules[k]
+                        if t in rule.src:
+                            src.add(k)
+                        if any(d is t for d, _ in rule.dst):
+                            dst.add(k)
+            cached = self._rules_of[node.id] = (sorted(src), sorted(dst))
+        return cached
+
+    def _src_mask(self, rule: _Rule) -> int:
+        if rule.src_mask is None:
+            m = 0
+            for t in rule.src:
+                m |= self.target_mask(t)
+            rule.src_mask = m
+        return rule.src_mask
+
+    def _dst_mask(self, rule: _Rule) -> int:
+        if rule.dst_mask is None:
+            m = 0
+            for t, _ in rule.dst:
+                if not t.self_:
+                    m |= self.target_mask(t)
+            rule.dst_mask = m
+        return rule.dst_mask
 
     def same_user(self, node: NodeView) -> set[int]:
         """Untagged nodes of this node's user (autogroup:self)."""
         if node.tagged or node.user_id is None:
             return set()
-        return {n.id for n in self.nodes.values() if not n.tagged and n.user_id == node.user_id}
+        return self.index.by_user.get(node.user_id, set())
 
-    def _rule_src(self, rule: _Rule) -> set[int]:
-        if rule.src_set is None:
-            rule.src_set = self._members(rule.src)
-        return rule.src_set
-
-    def _rule_dst(self, rule: _Rule) -> set[int]:
-        if rule.dst_set is None:
-            rule.dst_set = self._members(t for t, _ in rule.dst if not t.self_)
-        return rule.dst_set
-
-    def _compute_peers(self, node: NodeView) -> set[int]:
+    def _compute_peers(self, node: NodeView) -> int:
+        own_bit = 1 << self.index.bit[node.id]
         if self.allow_all:
-            return set(self.nodes) - {node.id}
-        peers: set[int] = set()
-        for rule in self.rules:
-            in_src = node.id in self._rule_src(rule)
-            if in_src:
-                peers |= self._rule_dst(rule)
-            if node.id in self._rule_dst(rule):
-                peers |= self._rule_src(rule)
-            if rule.has_self and not node.tagged:
-                mine = self.same_user(node)
-                if in_src:
-                    peers |= mine
-                if any(i in self._rule_src(rule) for i in mine):
-                    peers |= mine & self._rule_src(rule)
-        peers.discard(node.id)
-        return peers
+            return self.index.all_mask & ~own_bit
+        src_rules, dst_rules = self.rules_of(node)
+        m = 0
+        for k in src_rules:
+            m |= self._dst_mask(self.rules[k])
+        for k in dst_rules:
+            m |= self._src_mask(self.rules[k])
+        mine = self.same_user(node)
+        if mine:
+            mine_mask = self.index.mask(mine)
+            in_src = set(src_rules)
+            for k in self.self_rules:
+                m |= mine_mask if k in in_src else mine_mask & self._src_mask(self.rules[k])
+        return m & ~own_bit
 
     # -- filter rendering ---------------------------------------------------------------------------------
 
@@ -240,7 +312,8 @@ class CompiledPolicy:
         if ports and (src := self._src_text(rule)):
             out.append({"SrcIPs": src, "DstPorts": ports, "IPProto": list(rule.acl.protocols)})
         if rule.has_self and not node.tagged:
-            srcs = self.same_user(node) & self._rule_src(rule)
+            src_mask = self._src_mask(rule)
+            srcs = {i for i in self.same_user(node) if self.index.has(src_mask, i)}
             self_ports = [{"IP": ip, "Ports": {"First": a, "Last": b}}
                           for t, ps in rule.dst if t.self_ for a, b in ps for ip in node.ip_cidrs]
             if srcs and self_ports:

@@ -208,6 +208,16 @@ def _is_low_surrogate(hex4: str) -> bool:
         return False
 
 
+def is_blank(text: str) -> bool:
+    """Only whitespace and comments (an empty policy file)."""
+    p = _Parser(text, "")
+    try:
+        p.skip()
+    except PolicyError:
+        return False
+    return p.i == len(text)
+
+
 def parse(text: str, filename: str = "<policy>") -> tuple[Any, Positions]:
     """Parse HuJSON text into (value, positions). Raises PolicyError naming file, line and column."""
     p = _Parser(text, filename)

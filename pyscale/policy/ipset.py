@@ -6,6 +6,7 @@ value plus 2**128, so ranges of the two families never touch and one sorted list
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -81,19 +82,26 @@ def to_cidrs(intervals: Iterable[Interval]) -> list[str]:
     out: list[str] = []
     for lo, hi in intervals:
         if lo >= V6_BASE:
-            out.extend(_split(lo - V6_BASE, hi - V6_BASE, 128, ipaddress.IPv6Address))
+            out.extend(_split(lo - V6_BASE, hi - V6_BASE, 128))
         else:
-            out.extend(_split(lo, hi, 32, ipaddress.IPv4Address))
+            out.extend(_split(lo, hi, 32))
     return out
 
 
-def _split(lo: int, hi: int, bits: int, cls: type) -> list[str]:
+@functools.lru_cache(maxsize=1 << 16)
+def _v6_text(value: int) -> str:
+    """ipaddress's IPv6 formatting is slow; node addresses recur in many rules, so remember them."""
+    return str(ipaddress.IPv6Address(value))
+
+
+def _split(lo: int, hi: int, bits: int) -> list[str]:
     out = []
     while lo <= hi:
         size = (lo & -lo).bit_length() - 1 if lo else bits
         while size > 0 and lo + (1 << size) - 1 > hi:
             size -= 1
-        out.append(f"{cls(lo)}/{bits - size}")
+        text = f"{lo >> 24}.{lo >> 16 & 255}.{lo >> 8 & 255}.{lo & 255}" if bits == 32 else _v6_text(lo)
+        out.append(f"{text}/{bits - size}")
         lo += 1 << size
     return out
 

@@ -28,7 +28,7 @@ from .aliases import (
     parse_protocol,
 )
 from .errors import PolicyError
-from .hujson import Path, Positions, parse
+from .hujson import Path, Positions, is_blank, parse
 
 MAX_CHECK_PERIOD_S = 168 * 3600  # Tailscale's upper bound for SSH checkPeriod
 _TAG_NAME = re.compile(r"^tag:[A-Za-z][A-Za-z0-9_-]*$")
@@ -170,7 +170,7 @@ class _Loader:
 
 def load_policy(text: str, filename: str = "<policy>") -> Policy | None:
     """Parse and validate a policy; `None` for an empty file (= no policy). Tests are not run here."""
-    if not text.strip():
+    if is_blank(text):
         return None
     value, pos = parse(text, filename)
     ld = _Loader(pos)
@@ -324,15 +324,17 @@ def _destinations(ld: _Loader, refs: _Refs, value: Any, path: Path,
     return tuple(out)
 
 
-def _check_self_sources(ld: _Loader, rule: AclRule) -> None:
-    """SaaS: `autogroup:self` destinations only with user-like sources (users, groups, member, `*`)."""
+def _check_self_sources(ld: _Loader, rule: AclRule, wildcard_ok: bool = True) -> None:
+    """SaaS: `autogroup:self` destinations only with user-like sources (users, groups, member, and in
+    `acls` also `*`; SaaS refuses `*` with autogroup:self in grants)."""
     for k, alias in enumerate(rule.src):
         if alias.kind is Kind.AUTOGROUP and alias.name in ("autogroup:self", "autogroup:internet"):
             raise ld.err(f'"{alias.name}" not valid on the src side of a rule', rule.path + ("src", k))
     if not any(a.name == "autogroup:self" for a, _ in rule.dst):
         return
     for k, alias in enumerate(rule.src):
-        userlike = alias.kind in (Kind.USER, Kind.GROUP, Kind.WILDCARD) or alias.name == "autogroup:member"
+        userlike = (alias.kind in (Kind.USER, Kind.GROUP) or alias.name == "autogroup:member"
+                    or (wildcard_ok and alias.kind is Kind.WILDCARD))
         if not userlike:
             raise ld.err("autogroup:self can only be used with users, groups, or supported autogroups",
                          rule.path + ("src", k))
@@ -354,10 +356,17 @@ def _load_grants(ld: _Loader, refs: _Refs, value: Any) -> list[AclRule]:
                     for k, s in enumerate(ld.strings(grant.get("src", []), path + ("src",), "src")))
         dsts = [refs.alias(d, path + ("dst", k), "dst")
                 for k, d in enumerate(ld.strings(grant.get("dst", []), path + ("dst",), "dst"))]
-        for k, spec in enumerate(ld.strings(grant.get("ip", []), path + ("ip",), "ip")):
+        for k, d in enumerate(dsts):
+            if d.kind is Kind.PREFIX and d.network is not None and d.network.prefixlen == 0:
+                raise ld.err(f'dst "{d.name}": to allow all IP addresses, use "*" or "autogroup:internet"',
+                             path + ("dst", k))
+        specs = ld.strings(grant.get("ip") or [], path + ("ip",), "ip")
+        if not specs:
+            raise ld.err("ip and app can not both be empty", path)
+        for k, spec in enumerate(specs):
             protocols, ports = _grant_ip(ld, spec, path + ("ip", k))
             rules.append(AclRule(src, tuple((d, tuple(ports)) for d in dsts), protocols, path))
-            _check_self_sources(ld, rules[-1])
+            _check_self_sources(ld, rules[-1], wildcard_ok=False)
     return rules
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 
 from .aliases import Alias, Kind
+from .index import NodeIndex
 from .ipset import Interval, merge, net_interval, subtract
 from .model import Policy
 from .topology import NodeView, PolicyUser
@@ -32,7 +33,8 @@ INTERNET: list[Interval] = subtract(
 
 
 class Target:
-    __slots__ = ("alias", "nodes", "inside", "prefixes", "route_nodes", "wildcard", "internet", "self_")
+    __slots__ = ("alias", "nodes", "inside", "prefixes", "route_nodes", "wildcard", "internet", "self_",
+                 "mask")
 
     def __init__(self, alias: Alias) -> None:
         self.alias = alias
@@ -43,6 +45,7 @@ class Target:
         self.wildcard = alias.kind is Kind.WILDCARD
         self.internet = alias.name == "autogroup:internet"
         self.self_ = alias.name == "autogroup:self"
+        self.mask: int | None = None  # members as a bitmask (NodeIndex), cached until membership changes
 
     def has_member(self, node: NodeView) -> bool:
         """Member for peer visibility: named, inside, routing for it, exit node for the internet, or `*`."""
@@ -57,11 +60,8 @@ class Resolver:
     def __init__(self, policy: Policy, users: dict[int, PolicyUser]) -> None:
         self.policy = policy
         self.users = users
-        self.user_ids = {name: self._user_ids(name) for name in self._user_tokens()}
-
-    def _user_tokens(self) -> set[str]:
-        toks = {m for ms in self.policy.groups.values() for m in ms}
-        return toks
+        self.user_ids: dict[str, frozenset[int]] = {}
+        self.group_ids: dict[str, frozenset[int]] = {}
 
     def _user_ids(self, token: str) -> frozenset[int]:
         """Users an `x@...` token names. `user:*@domain` names every user of that email domain; otherwise
@@ -80,18 +80,39 @@ class Resolver:
                 ids = self.user_ids[alias.name] = self._user_ids(alias.name)
             return ids
         if alias.kind is Kind.GROUP:
-            out: set[int] = set()
-            for member in self.policy.groups.get(alias.name, ()):
-                out |= self.users_of(Alias(Kind.USER, member))
-            return frozenset(out)
+            gids = self.group_ids.get(alias.name)
+            if gids is None:
+                out: set[int] = set()
+                for member in self.policy.groups.get(alias.name, ()):
+                    out |= self.users_of(Alias(Kind.USER, member))
+                gids = self.group_ids[alias.name] = frozenset(out)
+            return gids
         return frozenset()
 
-    def target(self, alias: Alias, nodes: dict[int, NodeView]) -> Target:
+    def target(self, alias: Alias, index: NodeIndex) -> Target:
+        """Resolve over all nodes at once through the index (same result as `place` for every node)."""
         t = Target(alias)
         t.prefixes = self.prefixes(alias)
-        for node in nodes.values():
-            self.place(t, node)
+        t.nodes = self.named(alias, index)
+        if t.prefixes and not t.internet:
+            for iv in t.prefixes:
+                t.inside |= index.inside(iv)
+            t.inside -= t.nodes
+            t.route_nodes = {i for i in index.routers if i not in t.nodes and i not in t.inside
+                             and any(index.views[i].route_overlaps(iv) for iv in t.prefixes)}
         return t
+
+    def named(self, alias: Alias, index: NodeIndex) -> set[int]:
+        kind = alias.kind
+        if kind is Kind.TAG:
+            return set(index.by_tag.get(alias.name, ()))
+        if kind in (Kind.USER, Kind.GROUP):
+            return {n for u in self.users_of(alias) for n in index.by_user.get(u, ())}
+        if alias.name == "autogroup:member":
+            return set(index.untagged)
+        if alias.name == "autogroup:tagged":
+            return set(index.tagged)
+        return set()
 
     def prefixes(self, alias: Alias) -> list[Interval]:
         if alias.kind is Kind.PREFIX and alias.network is not None:

@@ -38,7 +38,7 @@ class PolicyNode:
 class NodeView:
     """A PolicyNode with the derived facts the compiler asks about over and over."""
 
-    __slots__ = ("node", "id", "user_id", "tagged", "tags", "ip_keys", "ip_cidrs", "route_ivs", "is_exit")
+    __slots__ = ("node", "id", "user_id", "tagged", "tags", "ip_keys", "_cidrs", "route_ivs", "is_exit")
 
     def __init__(self, node: PolicyNode) -> None:
         self.node = node
@@ -48,9 +48,16 @@ class NodeView:
         self.tagged = bool(self.tags)
         ips = sorted(node.ips, key=addr_key)
         self.ip_keys: list[int] = [addr_key(ip) for ip in ips]
-        self.ip_cidrs: list[str] = [f"{ip}/{ip.max_prefixlen}" for ip in ips]
+        self._cidrs: list[str] | None = None
         self.is_exit = any(r in EXIT_ROUTES for r in node.routes)
         self.route_ivs: list[Interval] = [net_interval(r) for r in node.routes if r not in EXIT_ROUTES]
+
+    @property
+    def ip_cidrs(self) -> list[str]:
+        """The node's addresses as `/32` and `/128` prefixes (formatted on first use: IPv6 text is slow)."""
+        if self._cidrs is None:
+            self._cidrs = [f"{ip}/{ip.max_prefixlen}" for ip in sorted(self.node.ips, key=addr_key)]
+        return self._cidrs
 
     def ip_in(self, iv: Interval) -> bool:
         return any(iv[0] <= k <= iv[1] for k in self.ip_keys)

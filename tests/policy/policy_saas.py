@@ -10,6 +10,8 @@ Normalised, as FORMAT.md lists them as representation/version differences, not s
 - a SaaS source set that covers SaaS's expansion of `*` (100.64.0.0/10 without 100.115.92.0/23, plus
   fd7a:115c:a1e0::/48, plus approved subnet routes) counts as `*` (v0.27.1: 0.0.0.0/0 and ::/0);
 - an SSH `check` (SaaS: holdAndDelegate) counts as `accept`, as in v0.27.1, and sessionDuration is ignored;
+- ICMPv4 towards IPv6 destinations and ICMPv6 towards IPv4 ones cannot exist, so they are not compared (SaaS
+  sends `[1]` for `proto: icmp` to an IPv4 subnet where v0.27.1 sends `[1, 58]`);
 - an sshUsers entry mapping a login to "" (refuse) in a rule without "*" is dropped: such a rule would not
   match that login anyway (SaaS adds `"root": ""` to every rule that does not grant root).
 """
@@ -149,8 +151,14 @@ def boxes(rules: list[dict[str, Any]], approved: list[Interval]) -> list[Box]:
         for dp in r.get("DstPorts") or []:
             port = (dp["Ports"]["First"], dp["Ports"]["Last"])
             for div in parse_range(dp["IP"]):
-                out.extend((p, s, div, port) for p in protos for s in src)
+                v6 = div[0] >= V6_BASE
+                out.extend((p, s, div, port) for p in protos for s in src if _possible(p, v6))
     return out
+
+
+def _possible(proto: int, v6_dst: bool) -> bool:
+    """ICMPv4 (1) never carries IPv6 addresses, ICMPv6 (58) never IPv4 ones."""
+    return not (proto == 1 and v6_dst) and not (proto == 58 and not v6_dst)
 
 
 def filter_cells(want: list[dict[str, Any]], got: list[dict[str, Any]], approved: list[Interval]
