@@ -87,23 +87,11 @@ class PolicyState:
             if self._inputs.get(node.id) == fresh:
                 return
             self._inputs[node.id] = fresh
-            affected = self.compiled.update_node(fresh)
-            self._recompile()
-            self._announce(affected)
+            self._announce(self.compiled.update_node(fresh))
         elif isinstance(event, NodeRemoved) and event.node_id in self._inputs:
             del self._inputs[event.node_id]
-            affected = self.compiled.remove_node(event.node_id)
-            self._recompile()
-            self._announce(affected)
+            self._announce(self.compiled.remove_node(event.node_id))
         elif isinstance(event, FullUpdate) and event.reason.startswith("user"):
-            self.compiled = compile_policy(self.policy, self.users(), self._inputs.values())
-
-    def _recompile(self) -> None:
-        # The incremental update above tells us who is affected, but at this revision it can leave an
-        # unaffected-looking node's cached peer set stale (tests/state/test_policystate.py), so the
-        # answers come from a fresh compile. Only policy-relevant changes (addresses, tags, user,
-        # approved routes) get here, never endpoint or hostinfo updates.
-        if self.policy is not None:
             self.compiled = compile_policy(self.policy, self.users(), self._inputs.values())
 
     def _announce(self, node_ids: set[int]) -> None:
