@@ -142,7 +142,7 @@ async def run_load(connect_pair, pairs: int, size: int, seconds: float, window: 
         queue_max = drops1.pop("max_send_queue_bytes", 0)
         drops0.pop("max_send_queue_bytes", 0)
         extra = {"drops_during_run": {k: v - drops0.get(k, 0) for k, v in drops1.items()},
-                 "max_send_queue_bytes_at_end": queue_max}
+                 "send_queue_high_water_bytes": queue_max}
     return {
         "frames_per_s": round(frames_s),
         "gbit_per_s": round(frames_s * size * 8 / 1e9, 3),
@@ -185,11 +185,11 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def _drops(port: int) -> dict[str, int]:
-    """Drop counters by reason, plus the largest send queue right now (a gauge, not a delta)."""
+    """Drop counters by reason, plus the largest send queue the relay has seen (a gauge, not a delta)."""
     m = _metrics(port)
     out = {k.replace("packets_dropped_by_reason_total", "").strip("{}") or "total": int(v)
            for k, v in m.items() if k.startswith("packets_dropped")}
-    out["max_send_queue_bytes"] = int(m.get("send_queue_bytes_max_current", 0))
+    out["max_send_queue_bytes"] = int(m.get("send_queue_bytes_high_water", 0))
     return out
 
 

@@ -129,6 +129,7 @@ class DerpServer:
         self._mesh_links: list[MeshLink] = []
         self._dirty: list[_Client] = []
         self._batch = 0
+        self._queue_high_water = 0  # largest send queue seen after a batched write (bytes)
         self._tasks: set[asyncio.Task[None]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
         self._closed = False
@@ -164,6 +165,7 @@ class DerpServer:
         out["mesh_peers_current"] = sum(1 for c in self._conns if c.mesh_peer)
         out["remote_clients_current"] = len(self._remote)
         out["send_queue_bytes_max_current"] = max((c.queued() for c in self._conns), default=0)
+        out["send_queue_bytes_high_water"] = self._queue_high_water
         out["packets_dropped_total"] = sum(self.drops.values())
         for reason, n in self.drops.items():
             out[f"packets_dropped_{reason}_total"] = n
@@ -510,7 +512,11 @@ class DerpServer:
             dst.pending_bytes = 0
             if not dst.closing:
                 # uvloop turns writelines into one writev (no join copy); stock asyncio joins itself.
-                dst.transport.writelines(parts)
+                transport = dst.transport
+                transport.writelines(parts)
+                queued = transport.get_write_buffer_size()
+                if queued > self._queue_high_water:
+                    self._queue_high_water = queued
 
     def _write(self, client: _Client, data: bytes) -> None:
         if client.closing:
