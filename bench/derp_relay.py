@@ -442,6 +442,8 @@ def main() -> None:
                 result |= bench_stun_parallel(stun_port, args.seconds, args.stun_clients)
                 cpu = (cpu_seconds(relay.pid) - cpu0) / (time.perf_counter() - t0)
                 result["server_cpu_fraction"] = round(cpu, 2)
+                rate = result["stun_requests_per_s"]
+                result["stun_requests_per_server_cpu_s"] = round(rate / cpu) if cpu else -1  # type: ignore[operator]
             else:
                 result["relay"] = relay_res = asyncio.run(bench_relay(args, port, relay.pid))
                 result["relay_drops_incl_teardown"] = _drops(port)
