@@ -109,17 +109,19 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         p.stop_all()
 
 
-def _start_relay(procs: Procs) -> int:
-    port, stun_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+def _start_relay(procs: Procs, name: str = "relay", port: int = 0, extra: tuple[str, ...] = ()) -> int:
+    port, stun_port = port or _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = [sys.executable, "-m", "derp", "-a", f"127.0.0.1:{port}", "--stun-port", str(stun_port),
-            "-c", str(procs.tmp / "derper.key"), "--derpmap-hostname", "127.0.0.1", "--stats-interval", "1"]
-    procs.start("relay", args, env)
-    _wait_for(lambda: _http_get(f"http://127.0.0.1:{port}/derp/probe") is not None, "relay to listen")
+            "-c", str(procs.tmp / f"{name}.key"), "--derpmap-hostname", "127.0.0.1", "--stats-interval", "1",
+            *extra]
+    procs.start(name, args, env)
+    _wait_for(lambda: _http_get(f"http://127.0.0.1:{port}/derp/probe") is not None, f"{name} to listen")
     return port
 
 
 def _tailcat_env(procs: Procs, port: int, always_derp: bool) -> dict[str, str]:
+    """Env for a tailcat that takes its DERP map from the relay on `port`."""
     home = procs.tmp / "home"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
@@ -131,8 +133,10 @@ def _tailcat_env(procs: Procs, port: int, always_derp: bool) -> dict[str, str]:
     return env
 
 
-def _pipe_through(procs: Procs, port: int, payload: bytes, always_derp: bool) -> None:
+def _pipe_through(procs: Procs, port: int, payload: bytes, always_derp: bool, client_port: int = 0) -> None:
+    """tailcat server (DERP map from `port`) <- tailcat client (map from `client_port`, default the same)."""
     env = _tailcat_env(procs, port, always_derp)
+    client_env = _tailcat_env(procs, client_port or port, always_derp)
     server = procs.start("tc-server", [str(TAILCAT), "--key=new"], env)
     addr: list[str] = []
 
@@ -145,7 +149,7 @@ def _pipe_through(procs: Procs, port: int, payload: bytes, always_derp: bool) ->
 
     _wait_for(address_printed, "tailcat server address")
     (procs.tmp / "payload.bin").write_bytes(payload)
-    client = procs.start("tc-client", [str(TAILCAT), addr[0]], env, stdin=procs.tmp / "payload.bin")
+    client = procs.start("tc-client", [str(TAILCAT), addr[0]], client_env, stdin=procs.tmp / "payload.bin")
     assert client.wait(timeout=DEADLINE) == 0, procs.text("tc-client")
     _wait_for(lambda: server.poll() is not None, "tailcat server to finish")
     assert server.returncode == 0, procs.text("tc-server")
@@ -173,3 +177,21 @@ def test_tailcats_handshake_via_relay_then_go_direct(procs: Procs) -> None:
     _pipe_through(procs, port, b"hello-from-client\n", always_derp=False)
     m = _metrics(port)
     assert m["packets_relayed_total"] >= 2 and m["stun_responses_total"] >= 1, m
+
+
+def test_tailcats_on_two_meshed_relays(procs: Procs) -> None:
+    """Two `python -m derp` meshed with a PSK serve region 900 each; the tailcat server homes on r1, the
+    client (its map points at r2) on r2: every packet must cross the mesh link (ForwardPacket)."""
+    psk = procs.tmp / "mesh.psk"
+    psk.write_text(os.urandom(32).hex())
+    p1, p2 = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_STREAM)
+    _start_relay(procs, "r1", p1, ("--mesh-psk-file", str(psk), "--mesh-with", f"127.0.0.1:{p2}"))
+    _start_relay(procs, "r2", p2, ("--mesh-psk-file", str(psk), "--mesh-with", f"127.0.0.1:{p1}"))
+    _wait_for(lambda: _metrics(p1).get("mesh_peers_current", 0) >= 1 and
+              _metrics(p2).get("mesh_peers_current", 0) >= 1, "mesh links")
+    payload = os.urandom(200_000)
+    _pipe_through(procs, p1, payload, always_derp=True, client_port=p2)
+    m1, m2 = _metrics(p1), _metrics(p2)
+    assert m2["packets_forwarded_mesh_total"] >= 100, m2  # client -> server data crossed r2 -> r1
+    assert m1["packets_forwarded_mesh_total"] >= 1, m1  # acks/handshake replies crossed r1 -> r2
+    assert m1["bytes_relayed_total"] >= len(payload), m1  # r1 delivered the forwarded data locally
