@@ -457,6 +457,9 @@ def main() -> None:
                     raw_port = int(raw.stdout.readline())
                     result["raw"] = raw_res = asyncio.run(bench_raw(args, raw_port, raw.pid))
                     result["ratio"] = round(relay_res["frames_per_s"] / max(1, raw_res["frames_per_s"]), 3)
+                    # less noisy on a shared machine: throughput per CPU-second each server actually used
+                    result["ratio_per_server_cpu"] = round(
+                        relay_res["gbit_per_server_cpu_s"] / max(1e-9, raw_res["gbit_per_server_cpu_s"]), 3)
     finally:
         for proc in procs:
             proc.terminate()
