@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import frames, protocol
 from . import http as derp_http
@@ -69,6 +69,7 @@ class _Client:
         "key", "conn", "writer", "transport", "pending", "pending_bytes", "sent_to", "preferred", "mesh_peer",
         "can_ack_pings", "last_read", "over_since", "next_keepalive", "gone_tokens", "gone_stamp", "tokens",
         "token_stamp", "peer_addr", "closing", "flags", "overflowed", "batch", "base_queued", "headers",
+        "taken_over",
     )
 
     def __init__(self, conn: protocol.ServerConnection, writer: asyncio.StreamWriter, now: float) -> None:
@@ -96,6 +97,7 @@ class _Client:
         self.batch = -1  # the relay's batch number when this client's queue size was last sampled
         self.base_queued = 0  # transport buffer size sampled at that moment
         self.headers: dict[int, bytes] = {}  # RecvPacket header (with this client as source) by packet size
+        self.taken_over = False  # the transport feeds a _RelayProtocol instead of the StreamReader
 
     def queued(self) -> int:
         return self.transport.get_write_buffer_size() + self.pending_bytes
@@ -206,7 +208,10 @@ class DerpServer:
             reason = "handshake_timeout"
         finally:
             self._finish(client, client.closing or reason)
-            await _close_writer(writer)
+            if client.taken_over:  # the StreamWriter's protocol is gone; its wait_closed() would never end
+                writer.transport.close()
+            else:
+                await _close_writer(writer)
 
     async def close(self, *, restarting: tuple[int, int] | None = None) -> None:
         """Close every connection and mesh link, stop timers. With `restarting=(reconnect_in_ms, try_for_ms)`
@@ -265,6 +270,8 @@ class DerpServer:
         events = client.conn.accept(token_bucket_bytes_per_second=rate,
                                     token_bucket_bytes_burst=self.limits.rate_burst_bytes if rate else 0)
         self._process(client, events)
+        if _can_take_over(reader, client.writer):
+            return await self._run_protocol(client, reader)
         read = reader.read
         size = self.limits.read_size
         while not client.closing:
@@ -273,6 +280,26 @@ class DerpServer:
                 return "eof"
             self._on_data(client, data)
         return client.closing
+
+    async def _run_protocol(self, client: _Client, reader: asyncio.StreamReader) -> str:
+        """Swap the StreamReader out: the transport calls `_RelayProtocol.data_received`, which routes the
+        bytes at once (no StreamReader copy, no future and task wake-up per read)."""
+        held: bytearray = getattr(reader, "_buffer")  # noqa: B009 - private StreamReader buffer, stable since 3.4
+        buffered = bytes(held)  # what the StreamReader already holds
+        held.clear()
+        transport = cast(asyncio.Transport, client.transport)
+        if reader.at_eof() or transport.is_closing():
+            if buffered:
+                self._on_data(client, buffered)
+            return client.closing or "eof"
+        proto = _RelayProtocol(self, client, asyncio.get_running_loop())
+        client.taken_over = True
+        transport.set_protocol(proto)
+        transport.resume_reading()  # the StreamReader may have paused reading when its buffer filled
+        if buffered:
+            proto.data_received(buffered)
+        reason = await proto.done
+        return client.closing or reason
 
     async def _await_client_info(
         self, client: _Client, reader: asyncio.StreamReader, initial: bytes
@@ -643,6 +670,41 @@ class DerpServer:
                     self._write(client, frames.ping(random.randbytes(8)))
                 self.counters["keepalives_sent_total"] += 1
         self._flush()
+
+
+class _RelayProtocol(asyncio.Protocol):
+    """Protocol that replaces StreamReaderProtocol on a DERP connection once it is registered."""
+
+    def __init__(self, server: DerpServer, client: _Client, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._client = client
+        self.done: asyncio.Future[str] = loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._server._on_data(self._client, data)
+        except Exception:  # a bug must cost one connection, never the loop
+            log.exception("derp: error relaying for %s", self._client.peer_addr)
+            self._server._close_client(self._client, "internal_error")
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost ends the connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result("io_error" if exc else "eof")
+
+    def pause_writing(self) -> None:
+        pass  # queues are bounded by the relay itself (send_queue_bytes), not by flow-control callbacks
+
+    def resume_writing(self) -> None:
+        pass
+
+
+def _can_take_over(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """A real StreamReader/transport pair (not an adapter such as the WebSocket one)."""
+    return (type(reader) is asyncio.StreamReader and isinstance(getattr(reader, "_buffer", None), bytearray)
+            and hasattr(writer.transport, "set_protocol") and hasattr(writer.transport, "resume_reading"))
 
 
 def _present_flags(hello: protocol.ClientInfoReceived) -> int:
