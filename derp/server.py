@@ -132,7 +132,6 @@ class DerpServer:
         self._dirty: list[_Client] = []
         self._batch = 0
         self._queue_high_water = 0  # largest send queue seen after a batched write (bytes)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
         self._closed = False
         self._rate_limited = self.limits.rate_bytes_per_second > 0
@@ -180,13 +179,13 @@ class DerpServer:
         fast_start: bool = False,
     ) -> None:
         """Run one DERP connection to its end. Writes the 101 unless `fast_start`; never raises OSError."""
-        self._ensure_housekeeping()
         if self._closed or len(self._conns) >= self.limits.max_connections:
             self._count_close("connection_limit" if not self._closed else "server_closed")
             if not fast_start:
                 writer.write(derp_http.HttpResponse(503, "Service Unavailable").encode())
             await _close_writer(writer)
             return
+        self._ensure_housekeeping()
         now = time.monotonic()
         conn = protocol.ServerConnection(self._private, mesh_key=self._mesh_key, public_key=self._public)
         client = _Client(conn, writer, now)
