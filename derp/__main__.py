@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verify-client-url-fail-open", action=argparse.BooleanOptionalAction, default=True,
                    help="admit clients when the verify URL is unreachable (derper default: yes)")
     p.add_argument("--mesh-psk-file", help="file with the 64-hex-char mesh key shared by a region's relays")
-    p.add_argument("--mesh-with", default="", help="comma-separated host[:port] or URLs of the other relays")
+    p.add_argument("--mesh-with", default="",
+                   help="the region's other relays: comma-separated https://host URLs or host:port (HTTP)")
     p.add_argument("--mesh-insecure", action="store_true", help="skip TLS checks of mesh peers")
     p.add_argument("--max-connections", type=int, default=Limits.max_connections)
     p.add_argument("--send-queue-bytes", type=int, default=Limits.send_queue_bytes)

@@ -176,6 +176,7 @@ async def serve_websocket(
         writer.close()
         return
     writer.write(response)
+    server.counters["websocket_connections_total"] = server.counters.get("websocket_connections_total", 0) + 1
     inner = asyncio.StreamReader(limit=READ_SIZE)
     ws_writer = _WsWriter(writer)
     pump = asyncio.get_running_loop().create_task(_pump(reader, inner, ws_writer, initial))
