@@ -150,11 +150,14 @@ class CompiledPolicy:
     def update_node(self, node: PolicyNode) -> set[int]:
         """Add or replace one node; returns ids whose filter, peers or SSH policy may have changed."""
         old = self.nodes.get(node.id)
-        affected = self._related(node.id) if old is not None else set()
         view = NodeView(node)
+        same_identity = old is not None and (old.user_id, old.tags, old.ip_keys) == (
+            view.user_id, view.tags, view.ip_keys)
+        affected = self._related(node.id) if old is not None else set()
         self.index.add(view)
         ips_changed = old is None or old.ip_keys != view.ip_keys
         exit_changed = (old is not None and old.is_exit) != view.is_exit
+        any_changed = False
         for t in self.targets.values():
             before = (node.id in t.nodes, node.id in t.inside, node.id in t.route_nodes)
             if self.resolver is not None:
@@ -163,7 +166,14 @@ class CompiledPolicy:
             if (before != after or (ips_changed and (before[0] or after[0])) or (t.wildcard and old is None)
                     or (t.internet and exit_changed)):
                 self._target_changed(t, node.id, any(after))
+                any_changed = True
         self._rules_of.pop(node.id, None)
+        self._peers.pop(node.id, None)  # before _related below, which reads it
+        if same_identity and not any_changed:
+            # Same user, tags and addresses, no membership moved (e.g. a new hostname, or routes that no
+            # alias cares about): only the node's own filter (its routed destinations) can differ.
+            self._drop({node.id})
+            return {node.id}
         affected |= self._related(node.id) | {node.id}
         self._drop(affected)
         return affected
