@@ -7,7 +7,7 @@ API (stable; everything else in the package is internal):
     load_policy(text: str, filename: str = "<policy>", users: Iterable[PolicyUser] = (),
                 nodes: Iterable[PolicyNode] = (), domains: Iterable[str] | None = None) -> Policy | None
         Parse HuJSON, validate strictly, and run the policy's `tests` / `sshTests` against the given
-        (current) users and nodes: test sources/destinations resolve to real nodes, so pass the topology.
+        (current) users and nodes; names with no node get a hypothetical one, so an empty topology works.
         `user:*@d` / `localpart:*@d` must name one of `domains` (default: the users' email domains).
         Empty text -> None (= no policy: allow all, everyone sees everyone).
         Raises PolicyError (str: "file:line:col: message"); PolicyTestError (a PolicyError) names the
