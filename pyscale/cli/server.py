@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pyscale import __version__
 from pyscale.config import (
+    Config,
     ConfigError,
     default_data_dir,
     describe_locations,
@@ -48,8 +49,16 @@ def serve(ctx: Context) -> int:
         log.warning("%s", warning)
     log.info("starting pyscale %s\n%s", __version__, describe_locations(cfg))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_app(cfg))
+        asyncio.run(serve_app(cfg, reload_config=lambda: _reload_config(ctx)))
     return 0
+
+
+def _reload_config(ctx: Context) -> Config:
+    """SIGHUP: the same file again, re-read and re-validated (errors refuse the reload)."""
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir())
+    if report.errors:
+        raise ConfigError(report.errors, report.source_path)
+    return report.config
 
 
 def configtest(ctx: Context) -> int:
