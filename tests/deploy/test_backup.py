@@ -25,8 +25,8 @@ from tests.interop.harness import PyscaleServer, wait_until
 class WriteLoad:
     """Users and pre-auth keys created back to back over the CLI socket until stopped."""
 
-    def __init__(self, srv: PyscaleServer, prefix: str) -> None:
-        self.client = ApiClient(str(srv.root / "pyscale.sock"), timeout=10)
+    def __init__(self, unix_socket: str | Path, prefix: str) -> None:
+        self.client = ApiClient(str(unix_socket), timeout=10)
         self.prefix = prefix
         self.count = 0
         self.errors: list[BaseException] = []
@@ -74,7 +74,7 @@ def _api_users(srv: PyscaleServer) -> list[tuple[int, str]]:
 
 def test_backup_under_load_then_restore(server: PyscaleServer, tmp_path: Path) -> None:
     dest = tmp_path / "backup-1"
-    with WriteLoad(server, "load") as load:
+    with WriteLoad(server.root / "pyscale.sock", "load") as load:
         before = load.count
         res = server.cli("backup", str(dest))
         during = load.count - before
@@ -134,7 +134,7 @@ def _cron_backup(db: Path, out: Path) -> None:
 
 
 def test_users_cron_line_on_a_live_database(server: PyscaleServer, tmp_path: Path) -> None:
-    with WriteLoad(server, "cron") as load:
+    with WriteLoad(server.root / "pyscale.sock", "cron") as load:
         for i in range(3):
             _cron_backup(server.root / "db.sqlite", tmp_path / f"headscale_{i}.db")
         count_at_end = load.count

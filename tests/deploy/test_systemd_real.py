@@ -1,0 +1,217 @@
+"""pyscale under a REAL systemd 252 manager (PID 1 of its own namespaces, over an overlay of /).
+
+deploy/install.sh installs into the box's root exactly as on a server (system user, dirs, venv
+under /opt with the system Python, unit, daemon-reload, enable); only the dependencies come from
+the test venv's site-packages (--deps-from) because the box is offline. The host is untouched:
+the box writes to a tmpfs overlay and shares only the network (free loopback ports).
+
+Each test leaves the service active for the next one; they run in file order on one box.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.deploy import sdbox
+from tests.deploy.test_backup import WriteLoad
+from tests.interop.harness import CaddyNode, free_port, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+SITE_PACKAGES = "/work/venv/lib/python3.11/site-packages"
+UNIT = "pyscale.service"
+
+pytestmark = [pytest.mark.skipif(sdbox.available() is not None, reason=f"no systemd box: {sdbox.available()}"),
+              pytest.mark.interop]
+
+
+class Service:
+    def __init__(self, box: sdbox.SystemdBox, root: Path) -> None:
+        self.box = box
+        self.root = root
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.stun_port = free_port(socket.SOCK_DGRAM)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        return f"""\
+server_url: {self.url}
+listen_addr: 127.0.0.1:{self.port}
+metrics_listen_addr: 127.0.0.1:{self.metrics_port}
+grpc_listen_addr: 127.0.0.1:0
+unix_socket: /var/run/headscale/headscale.sock
+unix_socket_permission: "0770"
+noise:
+  private_key_path: /var/lib/headscale/noise_private.key
+prefixes:
+  v4: 100.64.0.0/10
+  v6: fd7a:115c:a1e0::/48
+derp:
+  server:
+    enabled: true
+    region_id: 999
+    region_code: box
+    region_name: box relay
+    stun_listen_addr: 127.0.0.1:{self.stun_port}
+    private_key_path: /var/lib/headscale/derp_server_private.key
+    ipv4: 127.0.0.1
+  urls: []
+database:
+  type: sqlite
+  sqlite:
+    path: /var/lib/headscale/db.sqlite
+dns:
+  magic_dns: true
+  base_domain: tailnet.test
+  override_local_dns: false
+log:
+  level: info
+"""
+
+    def show(self, prop: str) -> str:
+        return self.box.run("systemctl", "show", "-p", prop, "--value", UNIT).stdout.strip()
+
+    def main_pid(self) -> int:
+        return int(self.show("MainPID"))
+
+    def cli(self, *args: str) -> str:
+        return self.box.run("pyscale", "-c", "/etc/headscale/config.yaml", *args).stdout
+
+    def nodes(self) -> list[tuple[str, str, str]]:
+        import json
+
+        return sorted((n["given_name"], ",".join(n["ip_addresses"]), n["machine_key"])
+                      for n in json.loads(self.cli("nodes", "list", "-o", "json")))
+
+    def healthy(self) -> bool:
+        with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    def wait_active(self, old_pid: int = 0, timeout: float = 30) -> int:
+        def ok() -> int | None:
+            pid = self.main_pid()
+            return pid if self.show("ActiveState") == "active" and pid not in (0, old_pid) else None
+
+        return wait_until(f"{UNIT} active", ok, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    base = tmp_path_factory.mktemp("sdbox")
+    box = sdbox.SystemdBox(base).up()
+    try:
+        service = Service(box, base)
+        box.run("sh", "-c", "mkdir -p /etc/headscale && cat > /etc/headscale/config.yaml", input=service.config())
+        out = box.run("sh", str(REPO / "deploy/install.sh"), "--python", "/usr/bin/python3",
+                      "--deps-from", SITE_PACKAGES, "--no-start").stdout
+        assert "could not" not in out, out
+        yield service
+    finally:
+        box.down()
+
+
+def test_start_is_ready_only_when_listening(svc: Service) -> None:
+    start = time.monotonic()
+    svc.box.run("systemctl", "start", UNIT)  # Type=notify: returns once READY=1 came
+    took = time.monotonic() - start
+    assert svc.show("ActiveState") == "active"
+    assert svc.healthy()  # no retry: READY=1 means listening
+    socket.create_connection(("127.0.0.1", svc.metrics_port), timeout=2).close()
+    print(f"systemctl start (configtest + serve until READY=1): {took:.2f}s")
+    status = svc.box.run("sh", "-c", f"cat /proc/{svc.main_pid()}/status").stdout
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M) and re.search(r"^CapEff:\s+0+$", status, re.M)
+    assert re.search(r"^Uid:\s+(\d+)", status, re.M).group(1) != "0"  # type: ignore[union-attr]
+    assert svc.show("StatusText").startswith("serving on")
+    journal = svc.box.journal(UNIT)
+    assert "OK" in journal  # ExecStartPre configtest
+    assert "feeding the systemd watchdog every 15.0s" in journal
+
+
+def test_real_client_logs_in(svc: Service) -> None:
+    svc.cli("users", "create", "alice")
+    user_id = svc.cli("users", "list", "-o", "json").split('"id":')[1].split(",")[0].strip().strip('"')
+    key = svc.cli("preauthkeys", "-u", user_id, "create", "--reusable", "-e", "1h").strip()
+    node = CaddyNode(svc.root, SimpleNamespace(url=svc.url), "boxnode")  # type: ignore[arg-type]
+    ips = node.auth(key)
+    assert ips and svc.nodes()[0][0] == "boxnode"
+    svc.key = key  # type: ignore[attr-defined]
+
+
+def test_kill_9_is_restarted_with_the_same_state(svc: Service) -> None:
+    before = svc.nodes()
+    pid = svc.main_pid()
+    svc.box.run("kill", "-9", str(pid))
+    new_pid = svc.wait_active(old_pid=pid)
+    assert new_pid != pid and int(svc.show("NRestarts")) == 1
+    assert svc.nodes() == before
+    assert "status=9/KILL" in svc.box.journal(UNIT)
+
+
+def test_reload_keeps_the_process_and_the_client(svc: Service, tmp_path: Path) -> None:
+    node = CaddyNode(tmp_path, SimpleNamespace(url=svc.url), "streamer")  # type: ignore[arg-type]
+    node.run(svc.key, peer="boxnode", proxy_port=free_port())  # type: ignore[attr-defined]
+    try:
+        wait_until("streamer online", lambda: "streamer" in svc.cli("nodes", "list") and
+                   "online" in svc.cli("nodes", "list"), timeout=60)
+        pid, restarts = svc.main_pid(), svc.show("NRestarts")
+        svc.box.run("systemctl", "reload", UNIT)  # ExecReload: kill -HUP $MAINPID
+        wait_until("reload applied", lambda: "reloaded: DERP map" in svc.box.journal(UNIT), timeout=20)
+        assert (svc.main_pid(), svc.show("NRestarts"), svc.show("ActiveState")) == (pid, restarts, "active")
+        assert "online" in svc.cli("nodes", "list")
+        assert node.proc is not None and node.proc.poll() is None
+    finally:
+        node.stop()
+
+
+def test_hung_event_loop_is_restarted_by_the_watchdog(svc: Service) -> None:
+    """WatchdogSec=2 via a drop-in; SIGSTOP freezes the loop (no more WATCHDOG=1)."""
+    svc.box.run("sh", "-c", f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nWatchdogSec=2\\n' "
+                f"> /etc/systemd/system/{UNIT}.d/50-test-watchdog.conf && systemctl daemon-reload")
+    svc.box.run("systemctl", "restart", UNIT)
+    pid = svc.wait_active()
+    svc.box.run("kill", "-STOP", str(pid))
+    new_pid = svc.wait_active(old_pid=pid, timeout=30)
+    assert new_pid != pid
+    journal = svc.box.journal(UNIT)
+    assert "Watchdog timeout" in journal, journal[-2000:]
+    svc.box.run("sh", "-c", f"rm -r /etc/systemd/system/{UNIT}.d && systemctl daemon-reload")
+
+
+def test_backup_under_load_then_restore_gives_the_same_nodes(svc: Service) -> None:
+    sock = f"/proc/{svc.box.pid1}/root/run/headscale/headscale.sock"
+    with WriteLoad(sock, "load") as load:
+        before = load.count
+        svc.cli("backup", "/var/lib/headscale/backup-1")
+        assert load.count > before
+    nodes = svc.nodes()
+    svc.cli("nodes", "delete", "-i", "1", "--force")  # a change after the backup, undone by the restore
+    assert len(svc.nodes()) == len(nodes) - 1
+    refused = svc.box.run("pyscale", "-c", "/etc/headscale/config.yaml", "restore", "/var/lib/headscale/backup-1",
+                          check=False)
+    assert refused.returncode == 1 and "a server is running" in refused.stderr
+    svc.box.run("systemctl", "stop", UNIT)
+    svc.cli("restore", "/var/lib/headscale/backup-1")
+    owner = svc.box.run("stat", "-c", "%U %a", "/var/lib/headscale/db.sqlite").stdout.split()
+    assert owner == ["headscale", "600"]
+    svc.box.run("systemctl", "start", UNIT)
+    assert svc.nodes() == nodes
+
+
+def test_stop_is_clean(svc: Service) -> None:
+    start = time.monotonic()
+    svc.box.run("systemctl", "stop", UNIT)
+    took = time.monotonic() - start
+    print(f"systemctl stop: {took:.2f}s")
+    assert took < 10
+    assert (svc.show("ActiveState"), svc.show("Result"), svc.show("ExecMainStatus")) == ("inactive", "success", "0")
+    assert "pyscale stopped" in svc.box.journal(UNIT)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
