@@ -40,6 +40,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$(id -u)" = 0 ] || die "run as root"
+# The venv's interpreter must stay visible to the service: ProtectHome=true hides /root and /home.
+PY_REAL=$(readlink -f "$(command -v "$PYTHON" || echo "$PYTHON")")
+case "$PY_REAL" in
+    /root/*|/home/*) die "$PYTHON is $PY_REAL, hidden from the service by ProtectHome=true; use e.g. /usr/bin/python3" ;;
+esac
+"$PY_REAL" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY_REAL: Python 3.11+ needed"
 
 VENV=/opt/pyscale
 CONF_DIR=/etc/headscale
@@ -72,11 +78,6 @@ fi
 [ -e "$ROOT$DATA_DIR/db.sqlite" ] && chmod 600 "$ROOT$DATA_DIR/db.sqlite"
 
 # ---- 3. the venv under /opt (never under /root: ProtectHome=true hides it from the service) --------
-PY_REAL=$(readlink -f "$(command -v "$PYTHON" || echo "$PYTHON")")
-case "$PY_REAL" in
-    /root/*|/home/*) die "$PYTHON is $PY_REAL, hidden from the service by ProtectHome=true; use e.g. /usr/bin/python3" ;;
-esac
-"$PY_REAL" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY_REAL: Python 3.11+ needed"
 if [ -x "$ROOT$VENV/bin/pyscale" ]; then
     rm -rf "$ROOT$VENV.prev"
     cp -a "$ROOT$VENV" "$ROOT$VENV.prev"

@@ -215,3 +215,48 @@ def test_stop_is_clean(svc: Service) -> None:
     assert "pyscale stopped" in svc.box.journal(UNIT)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
+
+
+def test_drop_in_over_a_running_headscale_and_rollback(tmp_path: Path) -> None:
+    """The runbook's install (unit, user, config with its legacy keys, 750 dirs) with a stand-in Go binary
+    running; install.sh --drop-in swaps pyscale in under the same unit name, then rollback.sh swaps back."""
+    from tests.deploy.test_install import OLD_BINARY, _runbook_block
+
+    box = sdbox.SystemdBox(tmp_path).up()
+    try:
+        ports = {8080: free_port(), 9090: free_port(), 50443: free_port(), 3478: free_port(socket.SOCK_DGRAM)}
+        config = _runbook_block("yaml", "**Location**: `/etc/headscale/config.yaml`")
+        for old, new in ports.items():  # the box shares the host's network: free ports, same keys
+            config = config.replace(f":{old}", f":{new}")
+        config = config.replace("0.0.0.0:", "127.0.0.1:").replace(
+            "  urls:\n    - https://controlplane.tailscale.com/derpmap/default\n", "  urls: []\n")  # offline
+        unit = _runbook_block("ini", "### systemd Unit File")
+        stand_in = OLD_BINARY.decode().replace("echo", "exec sleep 100000 #")
+        box.sh("useradd --system --user-group --shell /usr/sbin/nologin headscale && "
+               "mkdir -p /etc/headscale /var/lib/headscale && chmod 750 /etc/headscale /var/lib/headscale")
+        box.run("sh", "-c", "cat > /etc/headscale/config.yaml", input=config)
+        box.run("sh", "-c", "cat > /etc/headscale/acl.json", input=_runbook_block("json", "acl.json`"))
+        box.run("sh", "-c", "cat > /etc/systemd/system/headscale.service", input=unit)
+        box.run("sh", "-c", "cat > /usr/local/bin/headscale && chmod 755 /usr/local/bin/headscale", input=stand_in)
+        box.sh("chown -R headscale:headscale /etc/headscale /var/lib/headscale && systemctl daemon-reload && "
+               "systemctl enable --now headscale")
+        assert "sleep" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+
+        out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", "/usr/bin/python3",
+                      "--deps-from", SITE_PACKAGES).stdout
+        assert "headscale.service is active" in out, out
+        assert box.run("systemctl", "show", "-p", "Type", "--value", "headscale").stdout.strip() == "notify"
+        assert "pyscale" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[8080]}/health", timeout=5) as resp:
+            assert resp.status == 200
+        box.run("headscale", "users", "create", "qui3tly")  # `headscale` is pyscale now, default config path
+        assert "qui3tly" in box.run("headscale", "users", "list").stdout
+        assert box.run("stat", "-c", "%U %a", "/var/lib/headscale/db.sqlite").stdout.split() == ["headscale", "600"]
+
+        out = box.run("sh", "/opt/pyscale/share/deploy/rollback.sh", "headscale").stdout
+        assert "headscale.service is active" in out, out
+        assert "sleep" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        assert box.run("cat", "/etc/systemd/system/headscale.service").stdout == unit
+        assert box.run("test", "-s", "/var/lib/headscale/db.sqlite", check=False).returncode == 0
+    finally:
+        box.down()
