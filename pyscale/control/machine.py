@@ -91,7 +91,7 @@ class MachineHandlers:
     async def _one_shot(self, node_id: int, cap: int) -> AsyncIterator[bytes]:
         from pyscale.mapper.session import frame
 
-        yield frame(self.mapper.full(node_id, cap).to_json())
+        yield frame(self.mapper.full(node_id, cap))
 
 
 def _json(req: H2Request) -> object:

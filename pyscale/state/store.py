@@ -50,6 +50,8 @@ class Storage(Protocol):
     async def insert_apikey(self, key: ApiKey) -> int: ...
     async def update_apikey(self, key: ApiKey) -> None: ...
     async def delete_apikey(self, key_id: int) -> None: ...
+    async def load_policy(self) -> str | None: ...
+    async def insert_policy(self, text: str) -> int: ...
 
 
 class State:
@@ -209,6 +211,14 @@ class State:
     async def delete_apikey(self, key_id: int) -> None:
         await self.db.delete_apikey(key_id)
         self.apikeys.pop(key_id, None)
+
+    # ---- policy (database mode) ----------------------------------------------------------
+
+    async def stored_policy(self) -> str:
+        return await self.db.load_policy() or ""
+
+    async def store_policy(self, text: str) -> None:
+        await self.db.insert_policy(text)  # Headscale appends a row per change; the newest wins
 
     # ---- nodes ---------------------------------------------------------------------------
 
