@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from tests.interop.harness import CaddyNode, free_port, wait_until
 REPO = Path(__file__).resolve().parents[2]
 SITE_PACKAGES = "/work/venv/lib/python3.11/site-packages"
 UNIT = "pyscale.service"
+ALLOW_ALL = '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}\n'
+ALICE_ONLY = '{"acls": [{"action": "accept", "src": ["alice@"], "dst": ["alice@:*"]}]}\n'
 
 pytestmark = [pytest.mark.skipif(sdbox.available() is not None, reason=f"no systemd box: {sdbox.available()}"),
               pytest.mark.interop]
@@ -72,6 +75,9 @@ dns:
   magic_dns: true
   base_domain: tailnet.test
   override_local_dns: false
+policy:
+  mode: file
+  path: /etc/headscale/acl.json
 log:
   level: info
 """
@@ -110,6 +116,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     try:
         service = Service(box, base)
         box.run("sh", "-c", "mkdir -p /etc/headscale && cat > /etc/headscale/config.yaml", input=service.config())
+        box.run("sh", "-c", "cat > /etc/headscale/acl.json", input=ALLOW_ALL)
         out = box.run("sh", str(REPO / "deploy/install.sh"), "--python", "/usr/bin/python3",
                       "--deps-from", SITE_PACKAGES, "--no-start").stdout
         assert "could not" not in out, out
@@ -155,18 +162,39 @@ def test_kill_9_is_restarted_with_the_same_state(svc: Service) -> None:
     assert "status=9/KILL" in svc.box.journal(UNIT)
 
 
-def test_reload_keeps_the_process_and_the_client(svc: Service, tmp_path: Path) -> None:
+def _client_connections(port: int) -> set[str]:
+    """Client ends (addr:port) of the host's established TCP connections to the server's port."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"], capture_output=True,
+                         text=True, timeout=10, check=True).stdout
+    return {line.split()[-2] for line in out.splitlines() if line.strip()}
+
+
+def test_reload_applies_a_new_policy_without_dropping_the_client(svc: Service, tmp_path: Path) -> None:
     node = CaddyNode(tmp_path, SimpleNamespace(url=svc.url), "streamer")  # type: ignore[arg-type]
     node.run(svc.key, peer="boxnode", proxy_port=free_port())  # type: ignore[attr-defined]
     try:
         wait_until("streamer online", lambda: "streamer" in svc.cli("nodes", "list") and
                    "online" in svc.cli("nodes", "list"), timeout=60)
+        wait_until("streamer connected", lambda: _client_connections(svc.port), timeout=30)
+        connections = _client_connections(svc.port)
         pid, restarts = svc.main_pid(), svc.show("NRestarts")
+        assert "alice@" not in svc.cli("policy", "get")
+        svc.box.run("sh", "-c", "cat > /etc/headscale/acl.json", input=ALICE_ONLY)
         svc.box.run("systemctl", "reload", UNIT)  # ExecReload: kill -HUP $MAINPID
-        wait_until("reload applied", lambda: "reloaded: DERP map" in svc.box.journal(UNIT), timeout=20)
+        wait_until("new policy in force", lambda: "alice@" in svc.cli("policy", "get"), timeout=20)
+        assert "reloaded: DERP map" in svc.box.journal(UNIT)
         assert (svc.main_pid(), svc.show("NRestarts"), svc.show("ActiveState")) == (pid, restarts, "active")
+        assert connections <= _client_connections(svc.port)  # the client's map stream connection survived
         assert "online" in svc.cli("nodes", "list")
+
+        svc.box.run("sh", "-c", "cat > /etc/headscale/acl.json", input="{ not json")
+        svc.box.run("systemctl", "reload", UNIT)
+        wait_until("bad policy refused", lambda: "policy reload refused" in svc.box.journal(UNIT), timeout=20)
+        assert "alice@" in svc.cli("policy", "get")  # the previous policy keeps serving
+        assert (svc.main_pid(), svc.show("ActiveState")) == (pid, "active")
+        assert connections <= _client_connections(svc.port)
         assert node.proc is not None and node.proc.poll() is None
+        svc.box.run("sh", "-c", "cat > /etc/headscale/acl.json", input=ALLOW_ALL)
     finally:
         node.stop()
 
