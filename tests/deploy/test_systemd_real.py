@@ -10,6 +10,7 @@ Each test leaves the service active for the next one; they run in file order on 
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -286,5 +287,77 @@ def test_drop_in_over_a_running_headscale_and_rollback(tmp_path: Path) -> None:
         assert "sleep" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
         assert box.run("cat", "/etc/systemd/system/headscale.service").stdout == unit
         assert box.run("test", "-s", "/var/lib/headscale/db.sqlite", check=False).returncode == 0
+    finally:
+        box.down()
+
+
+HEADSCALE_BIN = Path(os.environ.get("PYSCALE_PEERS_CACHE", Path.home() / ".cache/pyscale-peers")) / \
+    "headscale-v0.27.1/bin/headscale"
+
+
+def _box_nodes(box: sdbox.SystemdBox) -> list[tuple[str, str]]:
+    import json
+
+    out = box.run("headscale", "nodes", "list", "-o", "json").stdout
+    return sorted((n["given_name"], ",".join(sorted(n["ip_addresses"]))) for n in json.loads(out or "[]"))
+
+
+def _box_healthy(url: str) -> bool:
+    with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+        return bool(resp.status == 200)
+
+
+@pytest.mark.skipif(not HEADSCALE_BIN.exists(), reason=f"no Go Headscale v0.27.1 at {HEADSCALE_BIN} "
+                    "(tests/peers/build.py builds it)")
+def test_drop_in_over_real_headscale_then_rollback_on_the_same_database(tmp_path: Path) -> None:
+    """Headscale v0.27.1 (Go) registers a node; pyscale takes over the same files and registers another;
+    rollback.sh gives the service back to Headscale, which serves both nodes from the database pyscale wrote."""
+    from tests.deploy.test_install import _runbook_block
+
+    box = sdbox.SystemdBox(tmp_path).up()
+    try:
+        svc = Service(box, tmp_path)
+        # The runbook's unit has ProtectSystem=strict and no RuntimeDirectory: Headscale cannot create its
+        # default /var/run/headscale socket there (EROFS), so both servers use a socket in the data dir.
+        config = svc.config().replace("/var/run/headscale/headscale.sock", "/var/lib/headscale/headscale.sock")
+        config += "disable_check_updates: true\n"
+        box.sh("useradd --system --user-group --shell /usr/sbin/nologin headscale && "
+               "mkdir -p /etc/headscale /var/lib/headscale && chmod 750 /etc/headscale /var/lib/headscale")
+        box.run("sh", "-c", "cat > /etc/headscale/config.yaml", input=config)
+        box.run("sh", "-c", "cat > /etc/headscale/acl.json", input=ALLOW_ALL)
+        unit = _runbook_block("ini", "### systemd Unit File")
+        box.run("sh", "-c", "cat > /etc/systemd/system/headscale.service", input=unit)
+        box.sh(f"cp {HEADSCALE_BIN} /usr/local/bin/headscale && chown -R headscale:headscale /etc/headscale "
+               "/var/lib/headscale && systemctl daemon-reload && systemctl enable --now headscale")
+        wait_until("Go headscale healthy", lambda: _box_healthy(svc.url), timeout=60)
+        box.run("headscale", "users", "create", "alice")
+        key = box.run("headscale", "preauthkeys", "create", "--user", "1", "--reusable", "-e", "1h").stdout.strip()
+        CaddyNode(tmp_path, SimpleNamespace(url=svc.url), "hsnode").auth(key)  # type: ignore[arg-type]
+        by_headscale = _box_nodes(box)
+        assert [n for n, _ in by_headscale] == ["hsnode"]
+
+        out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", "/usr/bin/python3",
+                      "--deps-from", SITE_PACKAGES).stdout
+        assert "headscale.service is active" in out, out
+        assert "pyscale" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        assert _box_nodes(box) == by_headscale  # same database, read by pyscale
+        box.run("headscale", "users", "create", "bob")
+        bob_key = box.run("headscale", "preauthkeys", "-u", "2", "create", "-e", "1h").stdout.strip()
+        CaddyNode(tmp_path, SimpleNamespace(url=svc.url), "pynode").auth(bob_key)  # type: ignore[arg-type]
+        by_pyscale = _box_nodes(box)
+        assert [n for n, _ in by_pyscale] == ["hsnode", "pynode"]
+
+        out = box.run("sh", "/opt/pyscale/share/deploy/rollback.sh", "headscale").stdout
+        assert "headscale.service is active" in out, out
+        wait_until("Go headscale healthy again", lambda: _box_healthy(svc.url), timeout=60)
+        assert box.run("readlink", "-f", "/usr/local/bin/headscale").stdout.strip() == "/usr/local/bin/headscale"
+        assert _box_nodes(box) == by_pyscale  # Headscale v0.27.1 serves what pyscale wrote
+        assert "bob" in box.run("headscale", "users", "list").stdout
+        key3 = box.run("headscale", "preauthkeys", "create", "--user", "2", "-e", "1h").stdout.strip()
+        CaddyNode(tmp_path, SimpleNamespace(url=svc.url), "after").auth(key3)  # type: ignore[arg-type]
+        assert [n for n, _ in _box_nodes(box)] == ["after", "hsnode", "pynode"]
+        after_rollback = box.journal("headscale").split("Stopped headscale.service")[-1]
+        assert "Starting Headscale" in after_rollback and "Node connected node.id=3" in after_rollback
+        assert not re.search(r" (ERR|FTL|WRN) ", after_rollback), after_rollback
     finally:
         box.down()
