@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.installenv import SITE_PACKAGES, SYSTEM_PYTHON, unusable
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-SITE_PACKAGES = "/work/venv/lib/python3.11/site-packages"
 RUNBOOK = Path("/work/shared/user/headscale-runbook.md")
 OLD_BINARY = b"#!/bin/sh\necho 'headscale version v0.27.1 (stand-in for the Go binary)'\n"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not Path(SITE_PACKAGES).is_dir(),
-                                reason="needs root (useradd --prefix, chown) and the test venv")
+pytestmark = pytest.mark.skipif(unusable() is not None, reason=f"offline install impossible: {unusable()}")
 
 
 def _root(tmp_path: Path) -> Path:
@@ -38,7 +38,7 @@ def _root(tmp_path: Path) -> Path:
 def _script(name: str, root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = ["sh", str(DEPLOY / name), "--root", str(root), *args]
     if name == "install.sh":
-        cmd += ["--python", "/usr/bin/python3", "--deps-from", SITE_PACKAGES]
+        cmd += ["--python", SYSTEM_PYTHON, "--deps-from", SITE_PACKAGES]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if check:
         assert res.returncode == 0, res.stdout + res.stderr

@@ -23,16 +23,17 @@ from types import SimpleNamespace
 import pytest
 
 from tests.deploy import sdbox
+from tests.deploy.installenv import SITE_PACKAGES, SYSTEM_PYTHON, unusable
 from tests.deploy.test_backup import WriteLoad
 from tests.interop.harness import CaddyNode, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-SITE_PACKAGES = "/work/venv/lib/python3.11/site-packages"
 UNIT = "pyscale.service"
 ALLOW_ALL = '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}\n'
 ALICE_ONLY = '{"acls": [{"action": "accept", "src": ["alice@"], "dst": ["alice@:*"]}]}\n'
 
 pytestmark = [pytest.mark.skipif(sdbox.available() is not None, reason=f"no systemd box: {sdbox.available()}"),
+              pytest.mark.skipif(unusable() is not None, reason=f"offline install impossible: {unusable()}"),
               pytest.mark.interop]
 
 
@@ -118,7 +119,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         service = Service(box, base)
         box.run("sh", "-c", "mkdir -p /etc/headscale && cat > /etc/headscale/config.yaml", input=service.config())
         box.run("sh", "-c", "cat > /etc/headscale/acl.json", input=ALLOW_ALL)
-        out = box.run("sh", str(REPO / "deploy/install.sh"), "--python", "/usr/bin/python3",
+        out = box.run("sh", str(REPO / "deploy/install.sh"), "--python", SYSTEM_PYTHON,
                       "--deps-from", SITE_PACKAGES, "--no-start").stdout
         assert "could not" not in out, out
         yield service
@@ -234,6 +235,24 @@ def test_backup_under_load_then_restore_gives_the_same_nodes(svc: Service) -> No
     assert svc.nodes() == nodes
 
 
+def test_upgrade_then_rollback_to_the_previous_pyscale(svc: Service) -> None:
+    nodes = svc.nodes()
+    pid = svc.main_pid()
+    svc.box.sh("echo previous > /opt/pyscale/MARK")
+    out = svc.box.run("sh", str(REPO / "deploy/install.sh"), "--python", SYSTEM_PYTHON,
+                      "--deps-from", SITE_PACKAGES).stdout  # the "upgrade": restarts the unit
+    assert "kept the installed version as /opt/pyscale.prev" in out and f"{UNIT} is active" in out, out
+    new_pid = svc.wait_active(old_pid=pid)
+    assert svc.nodes() == nodes
+    svc.box.sh("echo upgraded > /opt/pyscale/MARK")
+    out = svc.box.run("sh", "/opt/pyscale/share/deploy/rollback.sh", "pyscale").stdout
+    assert f"{UNIT} is active" in out, out
+    svc.wait_active(old_pid=new_pid)
+    assert svc.box.run("cat", "/opt/pyscale/MARK").stdout.strip() == "previous"
+    assert svc.box.run("cat", "/opt/pyscale.rolled-back/MARK").stdout.strip() == "upgraded"
+    assert svc.nodes() == nodes and svc.healthy()
+
+
 def test_stop_is_clean(svc: Service) -> None:
     start = time.monotonic()
     svc.box.run("systemctl", "stop", UNIT)
@@ -271,7 +290,7 @@ def test_drop_in_over_a_running_headscale_and_rollback(tmp_path: Path) -> None:
                "systemctl enable --now headscale")
         assert "sleep" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
 
-        out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", "/usr/bin/python3",
+        out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", SYSTEM_PYTHON,
                       "--deps-from", SITE_PACKAGES).stdout
         assert "headscale.service is active" in out, out
         assert box.run("systemctl", "show", "-p", "Type", "--value", "headscale").stdout.strip() == "notify"
@@ -336,7 +355,7 @@ def test_drop_in_over_real_headscale_then_rollback_on_the_same_database(tmp_path
         by_headscale = _box_nodes(box)
         assert [n for n, _ in by_headscale] == ["hsnode"]
 
-        out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", "/usr/bin/python3",
+        out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", SYSTEM_PYTHON,
                       "--deps-from", SITE_PACKAGES).stdout
         assert "headscale.service is active" in out, out
         assert "pyscale" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
