@@ -12,6 +12,8 @@
 #                   and copy pyscale's packages in, instead of pip install from the index
 #   --pip-args "A"  extra pip arguments (e.g. "--no-index --find-links /srv/wheels")
 #   --no-start      install and enable, but do not start or restart
+#   --backup-timer  also enable pyscale-backup.timer (daily backup into /var/backups/headscale, 14 days kept);
+#                   its units are always installed, enabled only on request (you may have a cron job)
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +24,7 @@ PYTHON=python3
 DEPS_FROM=""
 PIP_ARGS=""
 START=1
+BACKUP_TIMER=0
 USER_NAME=headscale
 
 die() { echo "install.sh: $*" >&2; exit 1; }
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
         --deps-from) DEPS_FROM=$2; shift 2 ;;
         --pip-args) PIP_ARGS=$2; shift 2 ;;
         --no-start) START=0; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --backup-timer) BACKUP_TIMER=1; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -53,6 +57,7 @@ DATA_DIR=/var/lib/headscale
 UNIT_DIR=/etc/systemd/system
 BIN=/usr/local/bin
 KEEP=/var/backups/pyscale        # what the drop-in replaced, for rollback
+BACKUP_DIR=/var/backups/headscale   # pyscale-backup.timer's backups
 if [ "$DROP_IN" = 1 ]; then UNIT=headscale.service; else UNIT=pyscale.service; fi
 
 # ---- 1. the system user (the runbook's: system, own group, no shell, home = data dir) ----------
@@ -76,6 +81,7 @@ if [ ! -e "$ROOT$CONF_DIR/config.yaml" ]; then
     say "wrote $CONF_DIR/config.yaml from the template: set server_url before exposing it"
 fi
 [ -e "$ROOT$DATA_DIR/db.sqlite" ] && chmod 600 "$ROOT$DATA_DIR/db.sqlite"
+install -d -m 700 -o "$UID_NUM" -g "$GID_NUM" "$ROOT$BACKUP_DIR"
 
 # ---- 3. the venv under /opt (never under /root: ProtectHome=true hides it from the service) --------
 if [ -x "$ROOT$VENV/bin/pyscale" ]; then
@@ -129,6 +135,7 @@ fi
 sed "s|^Description=.*|Description=pyscale VPN Control Server (Headscale-compatible, unit $UNIT)|" \
     "$HERE/pyscale.service" > "$ROOT$UNIT_DIR/$UNIT"
 chmod 644 "$ROOT$UNIT_DIR/$UNIT"
+install -m 644 "$HERE/pyscale-backup.service" "$HERE/pyscale-backup.timer" "$ROOT$UNIT_DIR/"
 LOW_PORT=$(PYSCALE_CONFIG="$ROOT$CONF_DIR/config.yaml" "$ROOT$VENV/bin/python" - <<'EOF' || true
 import os
 from pyscale.config import load_config_report
@@ -154,12 +161,14 @@ fi
 # ---- 6. systemd ---------------------------------------------------------------------------------
 if [ -n "$ROOT" ]; then
     systemctl --root="$ROOT" enable "$UNIT" >/dev/null 2>&1 || say "could not enable $UNIT in $ROOT"
+    [ "$BACKUP_TIMER" = 1 ] && systemctl --root="$ROOT" enable pyscale-backup.timer >/dev/null 2>&1
     say "installed into $ROOT ($UNIT enabled, not started)"
     exit 0
 fi
 [ -d /run/systemd/system ] || die "systemd is not running here: the files are in place, start $UNIT yourself"
 systemctl daemon-reload
 systemctl enable "$UNIT" >/dev/null 2>&1
+[ "$BACKUP_TIMER" = 1 ] && systemctl enable --now pyscale-backup.timer >/dev/null 2>&1
 if [ "$START" = 1 ]; then
     # restart (not start) so an upgrade, or the drop-in over a running Headscale, takes effect now
     systemctl restart "$UNIT"

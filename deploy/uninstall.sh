@@ -1,5 +1,5 @@
 #!/bin/sh
-# Remove pyscale; leave /etc/headscale, /var/lib/headscale and the headscale user alone.
+# Remove pyscale; leave /etc/headscale, /var/lib/headscale, /var/backups/headscale and the headscale user alone.
 # After a --drop-in install this hands the service back to the Go Headscale (deploy/rollback.sh headscale).
 #   --root DIR    act on an installed tree in DIR (no systemctl)
 set -eu
@@ -26,6 +26,12 @@ elif [ -e "$ROOT/etc/systemd/system/pyscale.service" ]; then
     else systemctl --root="${ROOT:-/}" disable pyscale.service >/dev/null 2>&1 || true; fi
     rm -f "$ROOT/etc/systemd/system/pyscale.service"
     rm -rf "$ROOT/etc/systemd/system/pyscale.service.d"
+    live && systemctl daemon-reload
+fi
+if [ -e "$ROOT/etc/systemd/system/pyscale-backup.timer" ]; then
+    if live; then systemctl disable --now pyscale-backup.timer >/dev/null 2>&1 || true
+    else systemctl --root="${ROOT:-/}" disable pyscale-backup.timer >/dev/null 2>&1 || true; fi
+    rm -f "$ROOT/etc/systemd/system/pyscale-backup.timer" "$ROOT/etc/systemd/system/pyscale-backup.service"
     live && systemctl daemon-reload
 fi
 [ -L "$ROOT/usr/local/bin/headscale" ] && rm -f "$ROOT/usr/local/bin/headscale"

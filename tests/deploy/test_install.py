@@ -85,6 +85,10 @@ def test_fresh_install_layout(tmp_path: Path) -> None:
     for d in ("etc/headscale", "var/lib/headscale"):
         assert _mode(root / d) == f"750 {uid}:{gid}"
     assert _mode(root / "etc/headscale/config.yaml") == f"640 {uid}:{gid}"
+    assert _mode(root / "var/backups/headscale") == f"700 {uid}:{gid}"
+    for name in ("pyscale-backup.service", "pyscale-backup.timer"):
+        assert (root / "etc/systemd/system" / name).read_bytes() == (DEPLOY / name).read_bytes()
+    assert not (root / "etc/systemd/system/timers.target.wants/pyscale-backup.timer").exists()  # opt-in
     assert os.readlink(root / "usr/local/bin/pyscale") == "/opt/pyscale/bin/pyscale"
     assert not (root / "usr/local/bin/headscale").exists()
     unit = (root / "etc/systemd/system/pyscale.service").read_text()
@@ -177,15 +181,20 @@ def test_drop_in_takes_over_headscale_and_rolls_back(tmp_path: Path) -> None:
 def test_uninstall_leaves_data_alone(tmp_path: Path) -> None:
     root = _root(tmp_path)
     _script("install.sh", root)
-    _script("install.sh", root)
+    _script("install.sh", root, "--backup-timer")
+    assert (root / "etc/systemd/system/timers.target.wants/pyscale-backup.timer").is_symlink()
+    (root / "var/backups/headscale/pyscale_20260101_030000").mkdir()
     db = root / "var/lib/headscale/db.sqlite"
     db.write_bytes(b"data")
     config = (root / "etc/headscale/config.yaml").read_bytes()
     _script("uninstall.sh", root)
     for gone in ("opt/pyscale", "opt/pyscale.prev", "usr/local/bin/pyscale", "etc/systemd/system/pyscale.service",
-                 "etc/systemd/system/multi-user.target.wants/pyscale.service"):
+                 "etc/systemd/system/multi-user.target.wants/pyscale.service",
+                 "etc/systemd/system/pyscale-backup.timer", "etc/systemd/system/pyscale-backup.service",
+                 "etc/systemd/system/timers.target.wants/pyscale-backup.timer"):
         assert not (root / gone).exists() and not (root / gone).is_symlink(), gone
     assert db.read_bytes() == b"data" and (root / "etc/headscale/config.yaml").read_bytes() == config
+    assert (root / "var/backups/headscale/pyscale_20260101_030000").is_dir()
     _account(root)
 
 

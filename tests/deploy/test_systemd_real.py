@@ -235,6 +235,25 @@ def test_backup_under_load_then_restore_gives_the_same_nodes(svc: Service) -> No
     assert svc.nodes() == nodes
 
 
+def test_backup_timer_service_backs_up_and_prunes(svc: Service) -> None:
+    """pyscale-backup.service (run now instead of at 03:00) against the live server, hardened as shipped."""
+    backups = "/var/backups/headscale"
+    svc.box.sh(f"mkdir {backups}/pyscale_20200101_030000 {backups}/pyscale_20200102_030000 && "
+               f"touch {backups}/pyscale_20200101_030000/manifest.json && "
+               f"chown -R headscale:headscale {backups} && "
+               f"touch -d 2020-01-01 {backups}/pyscale_20200101_030000 {backups}/pyscale_20200102_030000")
+    svc.box.run("systemctl", "start", "pyscale-backup.service", check=False)  # oneshot: returns when done
+    result = svc.box.run("systemctl", "show", "-p", "Result", "--value", "pyscale-backup.service").stdout
+    assert result.strip() == "success", svc.box.journal("pyscale-backup.service")
+    listing = svc.box.run("ls", backups).stdout.split()
+    assert "pyscale_20200101_030000" not in listing  # old and made by the script: pruned
+    assert "pyscale_20200102_030000" in listing  # no manifest: not ours, left alone
+    fresh = [d for d in listing if d.startswith("pyscale_2") and not d.startswith("pyscale_2020")]
+    assert len(fresh) == 1
+    svc.box.run("pyscale", "-c", "/etc/headscale/config.yaml", "restore", "--verify-only", f"{backups}/{fresh[0]}")
+    assert svc.box.run("stat", "-c", "%U %a", f"{backups}/{fresh[0]}").stdout.split() == ["headscale", "700"]
+
+
 def test_upgrade_then_rollback_to_the_previous_pyscale(svc: Service) -> None:
     nodes = svc.nodes()
     pid = svc.main_pid()

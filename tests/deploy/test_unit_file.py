@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[2] / "deploy" / "pyscale.service"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNIT = DEPLOY / "pyscale.service"
+BACKUP_UNITS = ("pyscale-backup.service", "pyscale-backup.timer")
 MAX_EXPOSURE = 2.0
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=
 
 def _scratch_root(root: Path, unit_text: str) -> Path:
     shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True)
-    for exe in ("opt/pyscale/bin/pyscale", "bin/kill"):
+    for exe in ("opt/pyscale/bin/pyscale", "bin/kill", "opt/pyscale/share/deploy/pyscale-backup.sh"):
         path = root / exe
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")
@@ -29,16 +31,19 @@ def _scratch_root(root: Path, unit_text: str) -> Path:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
     (units / "pyscale.service").write_text(unit_text)
+    for name in BACKUP_UNITS:
+        shutil.copy(DEPLOY / name, units / name)
     return root
 
 
-def _verify(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", "pyscale.service"],
+def _verify(root: Path, unit: str = "pyscale.service") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", unit],
                           capture_output=True, text=True, timeout=60)
 
 
-def test_verify_prints_nothing(tmp_path: Path) -> None:
-    res = _verify(_scratch_root(tmp_path, UNIT.read_text()))
+@pytest.mark.parametrize("unit", ["pyscale.service", *BACKUP_UNITS])
+def test_verify_prints_nothing(tmp_path: Path, unit: str) -> None:
+    res = _verify(_scratch_root(tmp_path, UNIT.read_text()), unit)
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
 
@@ -57,8 +62,9 @@ def _exposure(unit: Path) -> float:
     return float(m.group(1))
 
 
-def test_security_exposure_at_most_2() -> None:
-    assert _exposure(UNIT) <= MAX_EXPOSURE
+@pytest.mark.parametrize("unit", ["pyscale.service", "pyscale-backup.service"])
+def test_security_exposure_at_most_2(unit: str) -> None:
+    assert _exposure(DEPLOY / unit) <= MAX_EXPOSURE
 
 
 def test_the_users_unit_scores_exposed(tmp_path: Path) -> None:
