@@ -32,6 +32,8 @@ from pyscale.state.names import unique_given_name, validate_given_name
 
 log = logging.getLogger("pyscale.state")
 
+OFFLINE_GRACE_S = 10.0  # Headscale waits 10 s for a reconnect before telling peers a node went offline
+
 
 class Storage(Protocol):
     async def load_users(self) -> list[User]: ...
@@ -55,9 +57,13 @@ class Storage(Protocol):
 
 
 class State:
-    def __init__(self, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0) -> None:
+    def __init__(self, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0,
+                 offline_grace: float = OFFLINE_GRACE_S) -> None:
         self.db = db
         self.ephemeral_timeout = ephemeral_timeout
+        self.offline_grace = offline_grace
+        self._lingering: dict[int, asyncio.TimerHandle] = {}  # disconnected, inside the grace period
+        self._pending: set[asyncio.Task[None]] = set()
         self._ephemeral_timers: dict[int, asyncio.TimerHandle] = {}
         self.ipam = ipam
         self.bus = EventBus()
@@ -123,7 +129,7 @@ class State:
             raise NotFound(f"node {node_id} not found") from None
 
     def is_online(self, node_id: int) -> bool:
-        return self.sessions.get(node_id, 0) > 0
+        return self.sessions.get(node_id, 0) > 0 or node_id in self._lingering
 
     def is_ephemeral(self, node: Node) -> bool:
         return node.is_ephemeral(self.preauthkeys)
@@ -299,22 +305,43 @@ class State:
             timer.cancel()
 
     def close(self) -> None:
-        for timer in self._ephemeral_timers.values():
+        for timer in [*self._ephemeral_timers.values(), *self._lingering.values()]:
             timer.cancel()
         self._ephemeral_timers.clear()
+        self._lingering.clear()
 
     def connect(self, node_id: int) -> None:
         self._cancel_ephemeral_gc(node_id)
         self.sessions[node_id] = self.sessions.get(node_id, 0) + 1
-        if self.sessions[node_id] == 1:
+        lingering = self._lingering.pop(node_id, None)
+        if lingering is not None:
+            lingering.cancel()  # back within the grace period: peers never saw it go
+        elif self.sessions[node_id] == 1:
             self.bus.publish(OnlineChanged(node_id, True))
 
     async def disconnect(self, node_id: int) -> None:
+        """A map stream ended. The node counts as online for ``offline_grace`` seconds more, so a
+        client that reconnects at once (new key, new Noise connection) causes no offline/online flap."""
         count = self.sessions.get(node_id, 0) - 1
         if count > 0:
             self.sessions[node_id] = count
             return
         self.sessions.pop(node_id, None)
+        if self.offline_grace <= 0:
+            await self._went_offline(node_id)
+            return
+        self._lingering[node_id] = asyncio.get_running_loop().call_later(
+            self.offline_grace, self._spawn_offline, node_id)
+
+    def _spawn_offline(self, node_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._went_offline(node_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _went_offline(self, node_id: int) -> None:
+        self._lingering.pop(node_id, None)
+        if self.sessions.get(node_id, 0) > 0:
+            return
         node = self.nodes.get(node_id)
         if node is None:
             return
