@@ -34,6 +34,9 @@ from pyscale.state.store import State
 log = logging.getLogger("pyscale")
 
 EXPIRY_CHECK_INTERVAL_S = 5.0
+# Config fields a live reload cannot apply (bound sockets, open files, loaded keys).
+RESTART_ONLY_KEYS = ("server_url", "listen_addr", "metrics_listen_addr", "unix_socket", "noise", "database",
+                     "prefixes")
 
 
 def split_host_port(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -243,6 +246,38 @@ class App:
                     self.state.bus.publish(KeyExpiryChanged(node.id))
             last = now
 
+    # ---- live reload (SIGHUP / systemctl reload) --------------------------------------------
+
+    async def reload(self, new_cfg: Config | None = None) -> bool:
+        """Apply what can change live (DERP map, DNS, policy) without dropping map streams.
+
+        The new state is built completely before anything is swapped, so a failure leaves the old
+        state serving; keys that need a restart (listeners, database, keys) are only logged.
+        """
+        cfg = new_cfg or self.cfg
+        for name in RESTART_ONLY_KEYS:
+            if getattr(cfg, name) != getattr(self.cfg, name):
+                log.warning("reload: %s changed; it takes effect at the next restart", name)
+        old_cfg, self.cfg = self.cfg, cfg
+        try:
+            derp_map = await self._build_derpmap()
+            ctx = self._map_context()
+        except Exception:
+            self.cfg = old_cfg
+            log.exception("reload refused: the running configuration stays in force")
+            return False
+        self._derpmap = derp_map
+        if self.mapper is not None:
+            self.mapper.ctx.dns_config = ctx.dns_config
+            self.mapper.ctx.base_domain = ctx.base_domain
+        if self.state is not None:
+            from pyscale.state.events import FullUpdate
+
+            self.state.bus.publish(FullUpdate("configuration reloaded"))
+        log.info("reloaded: DERP map (%d regions) and DNS configuration", len(derp_map["Regions"]))
+        await self.reload_policy()  # logs and keeps the old policy when the new one is bad
+        return True
+
     # ---- shutdown ------------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -268,20 +303,49 @@ class App:
         log.info("pyscale stopped")
 
 
-async def serve(cfg: Config, ready: Callable[[App], None] | None = None) -> None:
+async def serve(cfg: Config, ready: Callable[[App], None] | None = None,
+                reload_config: Callable[[], Config] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP re-reads the config through ``reload_config`` and reloads."""
+    from pyscale import systemd
+
     app = App(cfg)
     await app.start()
+    systemd.ready(f"serving on {cfg.listen_addr}")
+    watchdog = systemd.start_watchdog()
     if ready is not None:
         ready(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reload_policy()))
+    reloads: set[asyncio.Task[None]] = set()
+    loop.add_signal_handler(signal.SIGHUP, lambda: _spawn(reloads, _reload(app, reload_config)))
     try:
         await stop.wait()
     finally:
+        systemd.stopping()
         log.info("shutting down")
+        loop.remove_signal_handler(signal.SIGHUP)
+        await systemd.stop_watchdog(watchdog)
         await app.stop()
 
 
+def _spawn(tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:
+    task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _reload(app: App, reload_config: Callable[[], Config] | None) -> None:
+    from pyscale import systemd
+
+    systemd.reloading()
+    try:
+        new_cfg = await asyncio.to_thread(reload_config) if reload_config is not None else None
+    except Exception as exc:  # a bad file: refuse it; DERP sources and policy are re-read under the old one
+        log.error("reload refused, the running configuration stays in force: %s", exc)
+        new_cfg = None
+    try:
+        await app.reload(new_cfg)
+    finally:
+        systemd.ready()

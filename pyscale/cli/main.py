@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyscale import __version__
-from pyscale.cli import nodes, policy, preauthkeys, server, users
+from pyscale.cli import backup, nodes, policy, preauthkeys, server, users
 from pyscale.cli.client import ApiClient, ClientError
 from pyscale.config import Config, ConfigError, default_data_dir, load_cli_config
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", default="", choices=OUTPUT_FORMATS, help="output format")
     parser.add_argument("--force", action="store_true", help="disable prompts")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (server, users, nodes, preauthkeys, policy):
+    for module in (server, users, nodes, preauthkeys, policy, backup):
         module.register(sub)
     _accept_globals_everywhere(parser, set())
     return parser

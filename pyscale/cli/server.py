@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pyscale import __version__
 from pyscale.config import (
+    Config,
     ConfigError,
     default_data_dir,
     describe_locations,
@@ -51,8 +52,16 @@ def serve(ctx: Context) -> int:
     print(f"pyscale {__version__}\n{describe_locations(cfg)}", file=sys.stderr, flush=True)
     log.info("starting pyscale %s with %s", __version__, cfg.source_path or "the embedded default")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_app(cfg))
+        asyncio.run(serve_app(cfg, reload_config=lambda: _reload_config(ctx)))
     return 0
+
+
+def _reload_config(ctx: Context) -> Config:
+    """SIGHUP: the same file again, re-read and re-validated (errors refuse the reload)."""
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir())
+    if report.errors:
+        raise ConfigError(report.errors, report.source_path)
+    return report.config
 
 
 def configtest(ctx: Context) -> int:
