@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pyscale import __version__
+from pyscale.api import pages
 from pyscale.control import ts2021
 from pyscale.control.http1 import HIJACKED, Request, Response
 from pyscale.keys import MachinePublic, NodePublic, PrivateKey
@@ -32,6 +33,7 @@ class RouterDeps:
     derpmap: Callable[[], dict[str, object]]
     derp: Route | None = None  # /derp upgrade + probes, when the embedded relay is on
     api: Route | None = None  # /api/v1
+    server_url: str = ""  # for the client set-up pages; empty: taken from the request's Host
 
 
 class Router:
@@ -59,8 +61,10 @@ class Router:
             return register_page(m.group(1))
         if (path.startswith("/derp") or path == "/generate_204") and self.deps.derp is not None:
             return await self.deps.derp(req)
-        if path.startswith("/api/v1/") and self.deps.api is not None:
-            return await self.deps.api(req)
+        if (path == "/api" or path.startswith("/api/")) and self.deps.api is not None:
+            return await self.deps.api(req)  # the whole /api subtree is behind the API key, as in Headscale
+        if pages.is_page(path):
+            return pages.handle(req, self.deps.server_url or f"http://{req.header('host', 'localhost')}")
         return Response(404)
 
     def key(self, req: Request) -> Response:
