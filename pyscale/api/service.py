@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from pyscale.api.auth import new_api_key
+from pyscale.api.policytext import PolicyInvalid, validate_policy
 from pyscale.api.protojson import Body, query_bool, timestamp_text, uint64_text
 from pyscale.api.shapes import (
     apikey_json,
@@ -332,14 +333,7 @@ def _checked_routes(routes: list[str]) -> list[str]:
 
 
 def check_policy(text: str) -> None:
-    """Validate with the policy engine when it is installed (pyscale.policy.load_policy)."""
-    import importlib
-
-    module = importlib.import_module("pyscale.policy")
-    load = getattr(module, "load_policy", None)
-    if load is None:
-        return
     try:
-        load(text)
-    except Exception as exc:  # the engine's PolicyError; message names line and column
+        validate_policy(text)
+    except PolicyInvalid as exc:
         raise Unknown(f"setting policy: {exc}") from None
