@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from pyscale.api import pages
 from pyscale.control import ts2021
 from pyscale.control.http1 import HIJACKED, Request, Response
 from pyscale.keys import MachinePublic, NodePublic, PrivateKey
+from pyscale.metrics import observe_request
 
 log = logging.getLogger("pyscale.routes")
 
@@ -42,6 +44,14 @@ class Router:
         self.trusted = trusted  # unix socket: the CLI, no API key needed
 
     async def __call__(self, req: Request) -> Response:
+        if self.trusted:
+            return await self.route(req)
+        started = time.monotonic()
+        resp = await self.route(req)
+        observe_request(req.method, req.path, resp.status, time.monotonic() - started)
+        return resp
+
+    async def route(self, req: Request) -> Response:
         path = req.path
         if path == "/key":
             return self.key(req)
