@@ -68,6 +68,9 @@ def test_real_server_metrics_listener(tmp_path: Path) -> None:
     server = PyscaleServer(tmp_path).start()
     try:
         http_get(server.url + "/health")
+        assert "tailscale login --login-server " + server.url in http_get(server.url + "/windows")
+        assert "HeadscaleService" not in http_get(server.url + "/swagger") and "ListNodes" in http_get(
+            server.url + "/swagger")
         http_get(server.url + "/key?v=130")
         req = urllib.request.Request(server.url + "/api/v1/user", headers={"Authorization": "Bearer nope.nope"})
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
