@@ -71,10 +71,10 @@ class App:
         handlers = MachineHandlers(state, self.registrar, self.mapper)
         deps = RouterDeps(noise_key=noise_key, noise_handler=handlers.handle, health=self.db.ping,
                           known_node_key=lambda k: state.node_by_node_key(k) is not None,
-                          derpmap=lambda: self._derpmap, derp=self._derp_route())
+                          derpmap=lambda: self._derpmap, derp=self._derp_route(), server_url=cfg.server_url)
         from pyscale.api.rest import RestApi
 
-        api = RestApi(state, self.registrar, self.mapper)
+        api = RestApi(state, self.registrar, self.mapper, policy_mode=cfg.policy.mode, policy_path=cfg.policy.path)
         deps_tcp = RouterDeps(**{**deps.__dict__, "api": api.authenticated})
         deps_unix = RouterDeps(**{**deps.__dict__, "api": api.trusted})
         await self._listen_tcp(Router(deps_tcp))

@@ -216,3 +216,25 @@ def test_real_subprocess_exit_codes(server: PyscaleServer) -> None:
                           "-i", "4242", "--force", "-o", "json"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and json.loads(bad.stderr)["error"].startswith("rpc error: code = NotFound")
     assert bad.stdout == ""
+
+
+def test_policy_in_database_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = PyscaleServer(tmp_path)
+    server.config.write_text(server.config.read_text() + "policy:\n  mode: database\n")
+    server.start()
+    try:
+        cli = Cli(server, capsys)
+        _, err = cli.fails("policy", "get")
+        assert "record not found" in err
+        text = '{\n  // allow all\n  "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],\n}\n'
+        policy = tmp_path / "policy.hujson"
+        policy.write_text(text)
+        assert cli.ok("policy", "set", "-f", str(policy)) == "Policy updated.\n"
+        assert cli.ok("policy", "get") == text + "\n"
+        assert cli.ok("policy", "get", "-o", "json") == text + "\n"  # get ignores -o
+        policy.write_text('{"acls": [')
+        _, err = cli.fails("policy", "set", "-f", str(policy))
+        assert err.startswith("Failed to set ACL Policy: rpc error: code = Unknown desc = setting policy: ")
+        assert cli.ok("policy", "get") == text + "\n"  # the bad one was not stored
+    finally:
+        server.stop()
