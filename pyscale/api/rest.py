@@ -89,7 +89,7 @@ class RestApi:
         return await self._dispatch(req)
 
     async def authenticated(self, req: Request) -> Response:
-        if not self.verifier.check_header(req.header("authorization")):
+        if not await self.verifier.verify_header(req.header("authorization")):
             log.info("API request refused: missing or invalid API key (client %s)", req.peer or "?")
             return Response.text("Unauthorized", 401)
         return await self._dispatch(req)

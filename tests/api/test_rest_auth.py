@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
@@ -162,3 +163,27 @@ def test_every_failure_runs_one_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.clear()
         assert not v.check_header(header)
         assert len(calls) == 1, header
+
+
+@pytest.mark.asyncio
+async def test_bcrypt_runs_off_the_event_loop() -> None:
+    """While a wrong key is being checked (one cost-10 bcrypt), other tasks keep running."""
+    secret = "s" * 32
+    keys = [ApiKey(1, "abcdefg", bcrypt.hashpw(secret.encode(), bcrypt.gensalt(10, prefix=b"2a")),
+                   expiration=utcnow().replace(year=2099))]
+    v = ApiKeyVerifier(lambda: keys)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    assert not await v.verify_header("Bearer abcdefg.wrong")
+    done.set()
+    await task
+    assert ticks > 10  # a bcrypt on the loop thread would have allowed none
+    assert await v.verify_header(f"Bearer abcdefg.{secret}")
