@@ -20,7 +20,7 @@ DUMP_PATH = "/etc/headscale/config.dump.yaml"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("dumpConfig", help=argparse.SUPPRESS)
+    p = sub.add_parser("dumpConfig")  # no help: hidden from the command list, as in Headscale
     p.add_argument("--path", default=DUMP_PATH, help=argparse.SUPPRESS)
     p.set_defaults(run=dump)
 
