@@ -61,6 +61,13 @@ class Context:
         except ClientError as exc:
             raise CliError(fail.format(str(exc) if raw_only else exc.message), str(exc)) from None
 
+    def user_or_namespace(self) -> str:
+        """``--user``, or the hidden deprecated ``--namespace`` (cobra's warning on stderr)."""
+        namespace = getattr(self.args, "namespace", "")
+        if namespace:
+            print("Flag --namespace has been deprecated, use --user", file=sys.stderr)
+        return str(getattr(self.args, "user", "") or namespace)
+
     @property
     def force(self) -> bool:
         return bool(getattr(self.args, "force", False))

@@ -128,7 +128,7 @@ def route_rows(nodes: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def list_(ctx: Context) -> None:
-    user = ctx.args.user or ctx.args.namespace
+    user = ctx.user_or_namespace()
     query = {"user": user} if user else None
     nodes = ctx.call("GET", "/api/v1/node", query=query, fail="Cannot get nodes: {}")["nodes"]
     if ctx.output:
@@ -149,7 +149,7 @@ def list_routes(ctx: Context) -> None:
 
 
 def register_node(ctx: Context) -> None:
-    user = ctx.args.user or ctx.args.namespace
+    user = ctx.user_or_namespace()
     node = ctx.call("POST", "/api/v1/node/register", query={"user": user, "key": ctx.args.key},
                     fail="Cannot register node: {}\n")["node"]
     ctx.emit(node, f"Node {node['givenName']} registered")

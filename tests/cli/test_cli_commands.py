@@ -238,3 +238,22 @@ def test_policy_in_database_mode(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert cli.ok("policy", "get") == text + "\n"  # the bad one was not stored
     finally:
         server.stop()
+
+
+def test_remote_mode_from_the_config_file(cli: Cli, tmp_path: Path) -> None:
+    key = cli.ok("apikeys", "create").strip()
+    remote = tmp_path / "remote.yaml"
+    text = cli.server.config.read_text().replace(f"unix_socket: {cli.server.root}/pyscale.sock",
+                                                 f"unix_socket: {tmp_path}/absent.sock")
+    remote.write_text(text + f"cli:\n  address: {cli.server.url}\n  api_key: {key}\n")
+    cli.capsys.readouterr()
+    assert main(["-c", str(remote), "users", "create", "via-config"]) == 0
+    assert cli.capsys.readouterr().out == "User created\n"
+    assert "via-config" in cli.ok("users", "list", "-n", "via-config")
+
+
+def test_deprecated_namespace_flag(cli: Cli) -> None:
+    cli.ok("users", "create", "nsuser")
+    code, out, err = cli.run("nodes", "list", "-n", "nsuser")
+    assert code == 0 and err == "Flag --namespace has been deprecated, use --user\n"
+    assert out.startswith("ID | Hostname")
