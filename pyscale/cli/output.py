@@ -102,9 +102,15 @@ def render_plain(obj: Any, fmt: str) -> str:
     return go_json(obj, fmt == "json")
 
 
-# ---- yaml.v3 ---------------------------------------------------------------------------------
+# ---- yaml.v3 ----------------------------------------------------------------------------------
+# yaml.v3 (libyaml's emitter, 4-space indent): nested mappings and sequences are indented by 4,
+# sequences inside mappings too; a mapping that is a sequence item starts on the dash's line at
+# the item's indent ("-   key: v"). Strings that would read back as another type are double-quoted,
+# other unsafe plain strings single-quoted, as the emitter falls back.
 
-YAML_INDENT = "    "
+YAML_INDENT = 4
+_RESOLVER = yaml.resolver.Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def _scalar(value: Any) -> str:
@@ -115,33 +121,11 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     text = str(value)
-    plain = yaml.safe_dump(text, default_style=None).removesuffix("\n...\n").rstrip("\n")
-    return text if plain == text and text else json.dumps(text, ensure_ascii=False)
-
-
-def _yaml_lines(value: Any, depth: int) -> list[str]:
-    pad = YAML_INDENT * depth
-    if isinstance(value, dict):
-        if not value:
-            return [pad + "{}"]
-        lines = []
-        for k, v in value.items():
-            if isinstance(v, dict | list) and v:
-                lines.append(f"{pad}{k}:")
-                lines += _yaml_lines(v, depth + 1)
-            else:
-                lines.append(f"{pad}{k}: {_inline(v)}")
-        return lines
-    if isinstance(value, list):
-        if not value:
-            return [pad + "[]"]
-        lines = []
-        for item in value:
-            sub = _yaml_lines(item, 0) if isinstance(item, dict | list) and item else [_inline(item)]
-            lines.append(f"{pad}- {sub[0]}")
-            lines += [f"{pad}  {line}" for line in sub[1:]]
-        return lines
-    return [pad + _inline(value)]
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if tag != _STR_TAG:  # would read back as null, bool or a number
+        return json.dumps(text, ensure_ascii=False)
+    dumped = yaml.safe_dump(text, allow_unicode=True, width=10**9).removesuffix("\n...\n").rstrip("\n")
+    return dumped
 
 
 def _inline(value: Any) -> str:
@@ -152,8 +136,31 @@ def _inline(value: Any) -> str:
     return _scalar(value)
 
 
+def _block(value: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, dict | list) and v:
+                lines.append(f"{pad}{k}:")
+                lines += _block(v, indent + YAML_INDENT)
+            else:
+                lines.append(f"{pad}{k}: {_inline(v)}")
+        return lines
+    for item in value:
+        if isinstance(item, dict | list) and item:
+            sub = _block(item, indent + YAML_INDENT)
+            sub[0] = pad + "-" + sub[0][indent + 1:]
+            lines += sub
+        else:
+            lines.append(f"{pad}- {_inline(item)}")
+    return lines
+
+
 def go_yaml(value: Any) -> str:
-    return "\n".join(_yaml_lines(value, 0)) + "\n"
+    if isinstance(value, dict | list) and value:
+        return "\n".join(_block(value, 0)) + "\n"
+    return _inline(value) + "\n"
 
 
 # ---- tables ----------------------------------------------------------------------------------

@@ -365,22 +365,30 @@ class State:
         return node
 
     async def backfill_node_ips(self) -> list[str]:
-        """Give every node an address in each configured family it lacks; one message per change."""
+        """Match every node's addresses to the configured prefixes: assign a missing family, drop an
+        address whose family is no longer configured. One message per change, Headscale's wording."""
+        has_v4 = getattr(self.ipam, "_v4", None) is not None  # families the allocator was configured with
+        has_v6 = getattr(self.ipam, "_v6", None) is not None
         changes: list[str] = []
         async with self._write_lock:
             for node_id in sorted(self.nodes):
                 node = self.nodes[node_id]
                 v4, v6 = node.ipv4, node.ipv6
-                if v4 is not None and v6 is not None:
-                    continue
-                new4, new6 = self.ipam.allocate()
-                self.ipam.release([a for a, keep in ((new4, v4 is None), (new6, v6 is None)) if not keep])
-                if v4 is None and new4 is not None:
-                    changes.append(f'assigned IPv4 "{new4}" to Node({node_id}) "{node.hostname}"')
-                    v4 = new4
-                if v6 is None and new6 is not None:
-                    changes.append(f'assigned IPv6 "{new6}" to Node({node_id}) "{node.hostname}"')
-                    v6 = new6
+                if (v4 is None and has_v4) or (v6 is None and has_v6):
+                    new4, new6 = self.ipam.allocate()
+                    self.ipam.release([a for a, keep in ((new4, v4 is None), (new6, v6 is None)) if not keep])
+                    if v4 is None and new4 is not None:
+                        changes.append(f'assigned IPv4 "{new4}" to Node({node_id}) "{node.hostname}"')
+                        v4 = new4
+                    if v6 is None and new6 is not None:
+                        changes.append(f'assigned IPv6 "{new6}" to Node({node_id}) "{node.hostname}"')
+                        v6 = new6
+                if v4 is not None and not has_v4:
+                    changes.append(f'removing IPv4 "{v4}" from Node({node_id}) "{node.hostname}"')
+                    v4 = None
+                if v6 is not None and not has_v6:
+                    changes.append(f'removing IPv6 "{v6}" from Node({node_id}) "{node.hostname}"')
+                    v6 = None
                 if (v4, v6) != (node.ipv4, node.ipv6):
                     await self.update_node(replace(node, ipv4=v4, ipv6=v6))
         return changes

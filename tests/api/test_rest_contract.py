@@ -292,3 +292,32 @@ async def _nodes_on_fresh_ids(env: ApiEnv) -> None:
     assert (await env.call("POST", "/api/v1/node/backfillips")).status == 500
     assert (await env.call("DELETE", path)).status == 200
     assert (await env.call("DELETE", path)).status == 404
+
+
+async def test_backfill_assigns_and_removes(tmp_path: Path) -> None:
+    """Nodes from a v4-only past get an IPv6; with IPv6 dropped from the config, backfill removes it."""
+    import ipaddress
+    from dataclasses import replace
+
+    from pyscale.state.ipam import IPAllocator
+
+    env = await make_env(tmp_path)
+    try:
+        await env.call("POST", "/api/v1/user", {"name": "alice"})
+        node = await env.add_node("old", 1)
+        await env.state.update_node(replace(node, ipv6=None))
+        changes = (await env.call("POST", "/api/v1/node/backfillips", query={"confirmed": "true"})).body["changes"]
+        assert changes == [f'assigned IPv6 "{env.state.nodes[node.id].ipv6}" to Node({node.id}) "old"']
+        assigned = env.state.nodes[node.id].ipv6
+        assert assigned is not None
+        env.state.ipam = IPAllocator(ipaddress.IPv4Network("100.64.0.0/10"), None)
+        changes = (await env.call("POST", "/api/v1/node/backfillips", query={"confirmed": "true"})).body["changes"]
+        assert changes == [f'removing IPv6 "{assigned}" from Node({node.id}) "old"']
+        assert env.state.nodes[node.id].ipv6 is None and env.state.nodes[node.id].ipv4 is not None
+        assert (await env.call("POST", "/api/v1/node/backfillips", query={"confirmed": "true"})).body == {
+            "changes": []}
+        assert env.problems == []
+    finally:
+        env.registrar.close()
+        env.state.close()
+        await env.db.close()
