@@ -86,6 +86,7 @@ class App:
 
         api = RestApi(state, self.registrar, self.mapper, policy_mode=cfg.policy.mode, policy_path=cfg.policy.path)
         api.service.apply_policy = self.set_policy
+        api.service.policy_in_force = lambda: self.policy.text
         api.service.may_have_tag = self._may_have_tag
         deps_tcp = RouterDeps(**{**deps.__dict__, "api": api.authenticated})
         deps_unix = RouterDeps(**{**deps.__dict__, "api": api.trusted})

@@ -96,6 +96,9 @@ class HeadscaleService:
         self.on_api_key_removed: Callable[[int], None] = lambda key_id: None
         # Set by the app: validate against the live topology, store, and switch the running policy.
         self.apply_policy: Callable[[str], Awaitable[datetime]] | None = None
+        # Set by the app: the policy text in force. In file mode that is what `policy get` shows, so
+        # after a refused reload it shows the policy still serving, not the rejected file.
+        self.policy_in_force: Callable[[], str] | None = None
 
     # ---- users ---------------------------------------------------------------------------
 
@@ -282,6 +285,8 @@ class HeadscaleService:
             from pyscale.api.shapes import ts
 
             return {"policy": text, "updatedAt": ts(updated)}
+        if self.policy_mode == "file" and self.policy_path and self.policy_in_force is not None:
+            return {"policy": self.policy_in_force(), "updatedAt": None}
         if self.policy_mode == "file":
             path = os.path.abspath(self.policy_path)
             try:
