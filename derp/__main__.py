@@ -17,6 +17,7 @@ import os
 import signal
 import ssl
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +26,7 @@ import nacl.utils
 
 from . import stun
 from .mesh import MeshLink
+from .metacert import chain_with_meta_cert
 from .server import DerpServer, Limits, VerifyClient
 from .standalone import HttpFront, one_region_map
 
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-a", "--addr", default=":3340", help="listen address host:port (default :3340)")
     p.add_argument("--certfile", help="TLS certificate (PEM); serve TLS when given with --keyfile")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
+    p.add_argument("--no-meta-cert", action="store_true",
+                   help="do not append the DERP meta certificate (it lets Go clients skip the 101)")
     p.add_argument("--stun-port", type=int, default=3478, help="UDP STUN port on the same host; -1 disables")
     p.add_argument("-c", "--key-file", default="derper.key",
                    help="JSON file holding the relay's private key; created when missing")
@@ -133,10 +137,7 @@ async def run(args: argparse.Namespace) -> None:
     mesh_key = read_mesh_key(args.mesh_psk_file) if args.mesh_psk_file else None
     server = DerpServer(load_or_create_key(Path(args.key_file)), verify_client=verify, mesh_key=mesh_key,
                         limits=limits)
-    tls = None
-    if args.certfile:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(args.certfile, args.keyfile)
+    tls = _tls_context(args, server.public_key) if args.certfile else None
     stun_transport, stun_proto, stun_port = None, None, -1
     if args.stun_port >= 0:
         stun_transport, stun_proto = await stun.start_stun(host, args.stun_port)
@@ -171,6 +172,20 @@ async def run(args: argparse.Namespace) -> None:
         stun_transport.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(listener.wait_closed(), 5)
+
+
+def _tls_context(args: argparse.Namespace, server_public: bytes) -> ssl.SSLContext:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if args.no_meta_cert:
+        tls.load_cert_chain(args.certfile, args.keyfile or None)
+        return tls
+    # ssl loads chains from files only: write chain + meta cert to a private temporary file
+    chain = chain_with_meta_cert(Path(args.certfile).read_bytes(), server_public)
+    with tempfile.NamedTemporaryFile(prefix="derp-chain-", suffix=".pem") as f:
+        f.write(chain)
+        f.flush()
+        tls.load_cert_chain(f.name, args.keyfile or args.certfile)
+    return tls
 
 
 def _mesh_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:

@@ -87,6 +87,7 @@ class DerpServer:
             "connections_total": 0, "packets_received_total": 0, "bytes_received_total": 0,
             "packets_relayed_total": 0, "bytes_relayed_total": 0, "packets_forwarded_mesh_total": 0,
             "pings_total": 0, "keepalives_sent_total": 0, "peer_gone_sent_total": 0,
+            "fast_start_connections_total": 0,
         }
         self.drops: dict[str, int] = {}
         self.closes: dict[str, int] = {}
@@ -127,6 +128,16 @@ class DerpServer:
         fast_start: bool = False,
     ) -> None:
         """Run one DERP connection to its end. Writes the 101 unless `fast_start`; never raises OSError."""
+        if fast_start:
+            self.counters["fast_start_connections_total"] += 1
+        await self.serve_stream(reader, writer, initial=initial, send_101=not fast_start)
+
+    async def serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, initial: bytes = b"",
+        send_101: bool = True,
+    ) -> None:
+        """serve_upgraded for callers that already answered the upgrade themselves (WebSocket)."""
+        fast_start = not send_101
         if self._closed or len(self._conns) >= self.limits.max_connections:
             self._count_close("connection_limit" if not self._closed else "server_closed")
             if not fast_start:
