@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the region's other relays: comma-separated https://host URLs or host:port (HTTP)")
     p.add_argument("--mesh-insecure", action="store_true", help="skip TLS checks of mesh peers")
     p.add_argument("--max-connections", type=int, default=Limits.max_connections)
+    p.add_argument("--accept-connection-limit", type=float, default=0.0, help="new conns/s (0 = none)")
+    p.add_argument("--accept-connection-burst", type=int, default=0)
     p.add_argument("--send-queue-bytes", type=int, default=Limits.send_queue_bytes)
     p.add_argument("--rate-limit-bytes", type=int, default=0, help="per-client bytes/s (0 = unlimited)")
     p.add_argument("--rate-limit-burst", type=int, default=0)
@@ -130,6 +132,7 @@ def build_derpmap(args: argparse.Namespace, derp_port: int, stun_port: int) -> d
 async def run(args: argparse.Namespace) -> None:
     host, port = split_addr(args.addr)
     limits = Limits(max_connections=args.max_connections, send_queue_bytes=args.send_queue_bytes,
+                    accept_per_second=args.accept_connection_limit, accept_burst=args.accept_connection_burst,
                     rate_bytes_per_second=args.rate_limit_bytes, rate_burst_bytes=args.rate_limit_burst,
                     idle_timeout=args.idle_timeout)
     verify = url_verifier(args.verify_client_url, args.verify_client_url_fail_open) \
