@@ -16,6 +16,8 @@ class Limits:
     """Named limits; times in seconds, sizes in bytes. 0 disables an optional limit."""
 
     max_connections: int = 10_000
+    accept_per_second: float = 0.0  # new connections/s, token bucket (derper --accept-connection-limit)
+    accept_burst: int = 0  # bucket size (derper --accept-connection-burst); 0 = the rate rounded up
     send_queue_bytes: int = 1 << 20  # per destination connection, data packets
     disco_queue_bytes: int = 256 << 10  # extra room reserved for disco packets
     handshake_timeout: float = 10.0  # ServerKey..ClientInfo (derpserver.go)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -83,10 +84,13 @@ class DerpServer:
         self._housekeeper: asyncio.Task[None] | None = None
         self._closed = False
         self._rate_limited = self.limits.rate_bytes_per_second > 0
+        self._accept_tokens = self._accept_burst()
+        self._accept_stamp = time.monotonic()
         self.counters: dict[str, int] = {
             "connections_total": 0, "packets_received_total": 0, "bytes_received_total": 0,
             "packets_relayed_total": 0, "bytes_relayed_total": 0, "packets_forwarded_mesh_total": 0,
             "pings_total": 0, "keepalives_sent_total": 0, "peer_gone_sent_total": 0,
+            "fast_start_connections_total": 0,
         }
         self.drops: dict[str, int] = {}
         self.closes: dict[str, int] = {}
@@ -127,8 +131,19 @@ class DerpServer:
         fast_start: bool = False,
     ) -> None:
         """Run one DERP connection to its end. Writes the 101 unless `fast_start`; never raises OSError."""
-        if self._closed or len(self._conns) >= self.limits.max_connections:
-            self._count_close("connection_limit" if not self._closed else "server_closed")
+        if fast_start:
+            self.counters["fast_start_connections_total"] += 1
+        await self.serve_stream(reader, writer, initial=initial, send_101=not fast_start)
+
+    async def serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, initial: bytes = b"",
+        send_101: bool = True,
+    ) -> None:
+        """serve_upgraded for callers that already answered the upgrade themselves (WebSocket)."""
+        fast_start = not send_101
+        refusal = self._refusal()
+        if refusal:
+            self._count_close(refusal)
             if not fast_start:
                 writer.write(derp_http.HttpResponse(503, "Service Unavailable").encode())
             await close_writer(writer)
@@ -159,6 +174,26 @@ class DerpServer:
                 writer.transport.close()
             else:
                 await close_writer(writer)
+
+    def _accept_burst(self) -> float:
+        return float(self.limits.accept_burst or max(1, math.ceil(self.limits.accept_per_second)))
+
+    def _refusal(self) -> str:
+        """Why a new connection is refused right now ("" = accept it)."""
+        if self._closed:
+            return "server_closed"
+        if len(self._conns) >= self.limits.max_connections:
+            return "connection_limit"
+        rate = self.limits.accept_per_second
+        if rate > 0:
+            now = time.monotonic()
+            refill = (now - self._accept_stamp) * rate
+            self._accept_tokens = min(self._accept_burst(), self._accept_tokens + refill)
+            self._accept_stamp = now
+            if self._accept_tokens < 1.0:
+                return "accept_rate_limited"
+            self._accept_tokens -= 1.0
+        return ""
 
     async def close(self, *, restarting: tuple[int, int] | None = None) -> None:
         """Close every connection and mesh link, stop timers. With `restarting=(reconnect_in_ms, try_for_ms)`

@@ -122,6 +122,17 @@ async def test_connection_limit_and_fast_start() -> None:
 
 
 @pytest.mark.asyncio
+async def test_accept_rate_limit() -> None:
+    async with running_relay(limits=Limits(accept_per_second=0.001, accept_burst=2)) as relay:
+        first, second = await _connect(relay.url), await _connect(relay.url)
+        with pytest.raises(DerpClientError):
+            await _connect(relay.url)
+        assert relay.server.stats()["connections_closed_accept_rate_limited_total"] == 1
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.asyncio
 async def test_ping_pong_keepalive_and_idle_timeout() -> None:
     limits = Limits(idle_timeout=30.0, keepalive_interval=10.0, keepalive_jitter=0.0,
                     housekeeping_interval=3600)

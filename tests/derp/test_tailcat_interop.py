@@ -235,7 +235,8 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_tailcats_over_tls(procs: Procs) -> None:
-    """Direct TLS on the standalone relay (no TS_DEBUG_USE_DERP_HTTP): Go's DERP client dials https."""
+    """Direct TLS on the standalone relay (no TS_DEBUG_USE_DERP_HTTP): Go's DERP client dials https, finds
+    the DERP meta certificate in the chain and uses Derp-Fast-Start (no 101)."""
     cert, key = _self_signed(procs.tmp)
     port = _free_port(socket.SOCK_STREAM)
     _CA[f"https://127.0.0.1:{port}/"] = ssl.create_default_context(cafile=str(cert))
@@ -245,5 +246,6 @@ def test_tailcats_over_tls(procs: Procs) -> None:
         _pipe_through(procs, port, payload, always_derp=True, cert=cert)
         m = _metrics(port, "https")
         assert m["bytes_relayed_total"] >= len(payload) and m["connections_total"] >= 2, m
+        assert m["fast_start_connections_total"] >= 2, m
     finally:
         del _CA[f"https://127.0.0.1:{port}/"]
