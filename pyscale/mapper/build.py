@@ -62,12 +62,14 @@ class Mapper:
 
     def primary_routes(self, node: Node) -> list[str]:
         """Subnet routes this node serves as primary: announced, approved, and no lower-id online twin."""
+        if not self.state.is_online(node.id):
+            return []  # only connected nodes serve routes (Headscale fails over on disconnect)
         served = set(announced_routes(node)) & set(node.approved_routes) - EXIT_ROUTES
         primaries = []
         for route in sorted(served):
             rivals = [n.id for n in self.state.nodes.values() if self.state.is_online(n.id)
                       and route in n.approved_routes and route in announced_routes(n)]
-            if not rivals or min(rivals) == node.id:
+            if min(rivals) == node.id:
                 primaries.append(route)
         return primaries
 

@@ -131,7 +131,7 @@ class Registrar:
         return await self.state.add_node(lambda: Node(
             id=0, machine_key=mkey, node_key=req.node_key, hostinfo=req.hostinfo, hostname=hostname,
             given_name=hostname, user_id=user_id, register_method=method, forced_tags=tags,
-            auth_key_id=key.id if key else None, expiry=expiry,
+            auth_key_id=key.id if key else None, expiry=expiry, last_seen=utcnow(),
         ))
 
     async def _interactive(self, req: RegisterRequest, mkey: MachinePublic) -> RegisterResponse:

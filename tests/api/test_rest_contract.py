@@ -111,6 +111,7 @@ async def test_nodes(env: ApiEnv) -> None:
     listed = (await env.call("GET", "/api/v1/node")).body["nodes"][0]
     assert listed["validTags"] == ["tag:web", "tag:db"]
 
+    env.state.connect(1)  # only a connected router serves (is primary for) its routes
     approved = await env.call("POST", "/api/v1/node/1/approve_routes", {"routes": ["0.0.0.0/0", "10.0.0.0/24"]})
     assert approved.status == 200
     assert approved.body["node"]["approvedRoutes"] == ["0.0.0.0/0", "10.0.0.0/24", "::/0"]
