@@ -96,7 +96,36 @@ fi
 SITE=$("$ROOT$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 if [ -n "$DEPS_FROM" ]; then
     [ -d "$DEPS_FROM" ] || die "--deps-from $DEPS_FROM is not a directory"
-    echo "$DEPS_FROM" > "$SITE/pyscale-deps.pth"
+    # Copy (not reference) pyscale's runtime dependency closure: the service runs with PrivateTmp and
+    # ProtectHome, so a site-packages under /tmp or /home would be invisible to it.
+    "$PY_REAL" - "$DEPS_FROM" "$SITE" "$SRC/pyproject.toml" <<'PYEOF'
+import re, shutil, sys
+from importlib import metadata
+from pathlib import Path
+src, dst, pyproject = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]).read_text()
+deps = re.search(r"^dependencies = \[(.*?)\]", pyproject, re.S | re.M).group(1)
+todo = [re.split(r"[<>=!~;\[ ]", d.strip().strip('",'))[0] for d in deps.splitlines() if d.strip()]
+dists = {metadata.Distribution.at(p).metadata["Name"].lower().replace("_", "-"): metadata.Distribution.at(p)
+         for p in src.glob("*.dist-info")}
+seen = set()
+while todo:
+    name = todo.pop().lower().replace("_", "-")
+    if name in seen or name not in dists:
+        continue
+    seen.add(name)
+    dist = dists[name]
+    for f in dist.files or []:
+        path = Path(dist.locate_file(f))
+        if path.is_file() and src in path.parents and "__pycache__" not in path.parts:
+            target = dst / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    for req in dist.requires or []:
+        if "extra ==" not in req:
+            todo.append(re.split(r"[<>=!~;\[ (]", req.strip())[0])
+print(f"copied {len(seen)} runtime dependencies: {', '.join(sorted(seen))}")
+PYEOF
+    rm -f "$SITE/pyscale-deps.pth"
     rm -rf "$SITE/pyscale" "$SITE/derp"
     cp -r "$SRC/pyscale" "$SRC/derp" "$SITE/"
     find "$SITE/pyscale" "$SITE/derp" -name __pycache__ -prune -exec rm -rf {} +

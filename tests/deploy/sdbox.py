@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 CGROUP_PARENT = Path("/sys/fs/cgroup/unified")
+REPO = Path(__file__).resolve().parents[2]
 MASKED = ("systemd-timesyncd", "systemd-modules-load", "systemd-pstore", "systemd-firstboot", "systemd-repart",
           "systemd-binfmt", "systemd-random-seed", "getty@tty1", "postgresql", "e2scrub_reap",
           "systemd-journald-audit.socket")
@@ -40,6 +41,8 @@ mkdir "$R/dev/pts" "$R/dev/shm"; mount -t devpts -o newinstance,ptmxmode=0666 de
 ln -s pts/ptmx "$R/dev/ptmx"; ln -s /proc/self/fd "$R/dev/fd"
 ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
 mount -t tmpfs tmpfs "$R/run"; mount -t tmpfs tmpfs "$R/tmp"
+# The checkout (with its .venv) must be visible inside wherever it lives, /tmp included.
+for p in $4; do mkdir -p "$R$p"; mount --bind "$p" "$R$p"; done
 rm -f "$R/etc/machine-id"; echo "$2" > "$R/etc/machine-id"
 for u in $3; do case "$u" in *.*) n="$u";; *) n="$u.service";; esac; ln -sf /dev/null "$R/etc/systemd/system/$n"; done
 printf '[Unit]\nDescription=sdbox\nRequires=basic.target\nAfter=basic.target\nAllowIsolate=yes\n' \
@@ -79,7 +82,8 @@ class SystemdBox:
         out = open(self.console, "wb")  # noqa: SIM115 - owned by the process
         # Join the new cgroup first so the manager's cgroup namespace is rooted there.
         cmd = ["sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec unshare --pid --fork --mount --uts '
-               f'--cgroup --propagation private sh {script} {self.base} {uuid.uuid4().hex} "{" ".join(MASKED)}"']
+               f'--cgroup --propagation private sh {script} {self.base} {uuid.uuid4().hex} "{" ".join(MASKED)}" '
+               f'"{REPO}"']
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         out.close()
