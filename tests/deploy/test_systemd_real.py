@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -201,17 +202,45 @@ def test_reload_applies_a_new_policy_without_dropping_the_client(svc: Service, t
         node.stop()
 
 
+def _hang_main_thread(box: sdbox.SystemdBox, pid: int) -> subprocess.Popen[str] | None:
+    """Block pid's main thread (the event loop) in sleep(3) called through gdb: the process keeps running,
+    its other threads too, but the loop never comes back. Without gdb, freeze the whole process (SIGSTOP)."""
+    if shutil.which("gdb") is None:
+        box.run("kill", "-STOP", str(pid))
+        return None
+    return subprocess.Popen(["nsenter", "-t", str(box.pid1), "-a", "gdb", "-p", str(pid), "-batch", "-ex",
+                             "call (unsigned int)sleep(120)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 def test_hung_event_loop_is_restarted_by_the_watchdog(svc: Service) -> None:
-    """WatchdogSec=2 via a drop-in; SIGSTOP freezes the loop (no more WATCHDOG=1)."""
-    svc.box.run("sh", "-c", f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nWatchdogSec=2\\n' "
+    """WatchdogSec=4 via a drop-in; the event loop is made to hang; systemd must kill and restart it."""
+    svc.box.run("sh", "-c", f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nWatchdogSec=4\\n' "
                 f"> /etc/systemd/system/{UNIT}.d/50-test-watchdog.conf && systemctl daemon-reload")
     svc.box.run("systemctl", "restart", UNIT)
     pid = svc.wait_active()
-    svc.box.run("kill", "-STOP", str(pid))
-    new_pid = svc.wait_active(old_pid=pid, timeout=30)
+    nodes = svc.nodes()
+    gdb = _hang_main_thread(svc.box, pid)
+    try:
+        if gdb is not None:
+            def hung() -> bool:
+                try:
+                    urllib.request.urlopen(svc.url + "/health", timeout=0.5).close()
+                except OSError:  # timed out: the loop does not answer ...
+                    state = svc.box.run("sh", "-c", f"grep ^State: /proc/{pid}/status", check=False).stdout
+                    return "S (sleeping)" in state  # ... while the process runs (not stopped)
+                return False
+
+            wait_until("the event loop hung", hung, timeout=20, interval=0.05)
+        new_pid = svc.wait_active(old_pid=pid, timeout=30)
+    finally:
+        if gdb is not None:
+            gdb.kill()
+            gdb.wait(10)
     assert new_pid != pid
     journal = svc.box.journal(UNIT)
-    assert "Watchdog timeout" in journal, journal[-2000:]
+    assert "Watchdog timeout" in journal and "Failed with result 'watchdog'" in journal, journal[-2000:]
+    assert svc.nodes() == nodes
     svc.box.run("sh", "-c", f"rm -r /etc/systemd/system/{UNIT}.d && systemctl daemon-reload")
 
 
