@@ -3,8 +3,8 @@
     PYTHONPATH=. /work/venv/bin/python bench/policy_compile.py [--nodes N] [--rules R] [--seed S]
 
 Topology: 500 users x 20 nodes, a fifth of the nodes tagged (100 tags), 50 groups of 10 users, some subnet
-routers. Rules mix users, groups, tags, autogroups, `*`, hosts and CIDRs on both sides, a few
-autogroup:self rules, and port lists. Measured:
+routers. Rules mix users, groups, tags, autogroups, `*` (1% of aliases; none with --no-broad), hosts and
+CIDRs on both sides, a few autogroup:self rules, and port lists. Measured:
 - parse+validate (load_policy), full compile (compile_policy: resolve every alias over every node),
 - first query of one node (filter_for + peers_for + ssh_for), and all nodes (what a full map push costs),
 - one node's change (update_node: a tag added or removed, 20 random nodes), then that node's filter and
@@ -36,7 +36,7 @@ def topology(n_nodes: int, rnd: random.Random) -> tuple[list[PolicyUser], list[P
     return users, nodes
 
 
-def policy_text(n_rules: int, rnd: random.Random) -> str:
+def policy_text(n_rules: int, rnd: random.Random, broad: bool = True) -> str:
     groups = {f"group:g{g}": [f"user{u}@example.com" for u in range(g * 10 + 1, g * 10 + 11)]
               for g in range(50)}
     tag_owners = {f"tag:t{t}": ["group:g0"] for t in range(100)}
@@ -54,7 +54,9 @@ def policy_text(n_rules: int, rnd: random.Random) -> str:
             return f"h{rnd.randrange(20)}"
         if r < 0.99:
             return f"100.64.{rnd.randrange(40)}.0/24"
-        return rnd.choice(["autogroup:member", "autogroup:tagged", "*"])
+        if broad:
+            return rnd.choice(["autogroup:member", "autogroup:tagged", "*"])
+        return f"tag:t{rnd.randrange(100)}"
 
     acls = []
     for i in range(n_rules):
@@ -83,10 +85,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="full compiles to time (min and median printed)")
     ap.add_argument("--changes", type=int, default=20, help="single-node changes to time")
+    ap.add_argument("--no-broad", action="store_true",
+                    help="no `*` / autogroup:member / autogroup:tagged aliases (sparser peer graph)")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
     users, nodes = topology(args.nodes, rnd)
-    text = policy_text(args.rules, rnd)
+    text = policy_text(args.rules, rnd, broad=not args.no_broad)
 
     t0 = time.perf_counter()
     policy = load_policy(text, "bench.json")

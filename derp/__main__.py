@@ -17,6 +17,7 @@ import os
 import signal
 import ssl
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +26,7 @@ import nacl.utils
 
 from . import stun
 from .mesh import MeshLink
+from .metacert import chain_with_meta_cert
 from .server import DerpServer, Limits, VerifyClient
 from .standalone import HttpFront, one_region_map
 
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-a", "--addr", default=":3340", help="listen address host:port (default :3340)")
     p.add_argument("--certfile", help="TLS certificate (PEM); serve TLS when given with --keyfile")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
+    p.add_argument("--no-meta-cert", action="store_true",
+                   help="do not append the DERP meta certificate (it lets Go clients skip the 101)")
     p.add_argument("--stun-port", type=int, default=3478, help="UDP STUN port on the same host; -1 disables")
     p.add_argument("-c", "--key-file", default="derper.key",
                    help="JSON file holding the relay's private key; created when missing")
@@ -43,9 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verify-client-url-fail-open", action=argparse.BooleanOptionalAction, default=True,
                    help="admit clients when the verify URL is unreachable (derper default: yes)")
     p.add_argument("--mesh-psk-file", help="file with the 64-hex-char mesh key shared by a region's relays")
-    p.add_argument("--mesh-with", default="", help="comma-separated host[:port] or URLs of the other relays")
+    p.add_argument("--mesh-with", default="",
+                   help="the region's other relays: comma-separated https://host URLs or host:port (HTTP)")
     p.add_argument("--mesh-insecure", action="store_true", help="skip TLS checks of mesh peers")
     p.add_argument("--max-connections", type=int, default=Limits.max_connections)
+    p.add_argument("--accept-connection-limit", type=float, default=0.0, help="new conns/s (0 = none)")
+    p.add_argument("--accept-connection-burst", type=int, default=0)
     p.add_argument("--send-queue-bytes", type=int, default=Limits.send_queue_bytes)
     p.add_argument("--rate-limit-bytes", type=int, default=0, help="per-client bytes/s (0 = unlimited)")
     p.add_argument("--rate-limit-burst", type=int, default=0)
@@ -125,6 +132,7 @@ def build_derpmap(args: argparse.Namespace, derp_port: int, stun_port: int) -> d
 async def run(args: argparse.Namespace) -> None:
     host, port = split_addr(args.addr)
     limits = Limits(max_connections=args.max_connections, send_queue_bytes=args.send_queue_bytes,
+                    accept_per_second=args.accept_connection_limit, accept_burst=args.accept_connection_burst,
                     rate_bytes_per_second=args.rate_limit_bytes, rate_burst_bytes=args.rate_limit_burst,
                     idle_timeout=args.idle_timeout)
     verify = url_verifier(args.verify_client_url, args.verify_client_url_fail_open) \
@@ -132,10 +140,7 @@ async def run(args: argparse.Namespace) -> None:
     mesh_key = read_mesh_key(args.mesh_psk_file) if args.mesh_psk_file else None
     server = DerpServer(load_or_create_key(Path(args.key_file)), verify_client=verify, mesh_key=mesh_key,
                         limits=limits)
-    tls = None
-    if args.certfile:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(args.certfile, args.keyfile)
+    tls = _tls_context(args, server.public_key) if args.certfile else None
     stun_transport, stun_proto, stun_port = None, None, -1
     if args.stun_port >= 0:
         stun_transport, stun_proto = await stun.start_stun(host, args.stun_port)
@@ -170,6 +175,20 @@ async def run(args: argparse.Namespace) -> None:
         stun_transport.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(listener.wait_closed(), 5)
+
+
+def _tls_context(args: argparse.Namespace, server_public: bytes) -> ssl.SSLContext:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if args.no_meta_cert:
+        tls.load_cert_chain(args.certfile, args.keyfile or None)
+        return tls
+    # ssl loads chains from files only: write chain + meta cert to a private temporary file
+    chain = chain_with_meta_cert(Path(args.certfile).read_bytes(), server_public)
+    with tempfile.NamedTemporaryFile(prefix="derp-chain-", suffix=".pem") as f:
+        f.write(chain)
+        f.flush()
+        tls.load_cert_chain(f.name, args.keyfile or args.certfile)
+    return tls
 
 
 def _mesh_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:

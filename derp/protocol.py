@@ -198,6 +198,7 @@ PacketSpan = tuple[int, int]
 Item = PacketSpan | Event
 _HEADER_UNPACK = struct.Struct(">BI").unpack_from
 _MAX_SEND = frames.MAX_PAYLOAD[FrameType.SEND_PACKET]
+MAX_PENDING_BYTES = 1 << 20  # bytes a client may send after ClientInfo while it is being verified
 
 
 class ProtocolError(Exception):
@@ -303,6 +304,9 @@ class ServerConnection:
             return []
         if self._state is _State.PENDING:
             self._pending_rest += data
+            if len(self._pending_rest) > MAX_PENDING_BYTES:  # verification is slow; do not buffer forever
+                self._pending_rest = b""
+                return [self._fail("too much data before the handshake completed")]
             return []
         events: list[Event] = []
         try:

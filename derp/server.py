@@ -20,15 +20,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import frames, protocol
 from . import http as derp_http
-from .frames import DISCO_MAGIC, DISCO_MIN_LEN, KEY_LEN, PeerGoneReason, PeerPresentFlags
+from .conn import (
+    ClientConn,
+    Limits,
+    can_take_over,
+    close_writer,
+    present_flags,
+    present_frame,
+    reason_label,
+)
+from .frames import DISCO_MAGIC, DISCO_MIN_LEN, KEY_LEN, PeerGoneReason
+
+__all__ = ["DerpServer", "Limits", "VerifyClient"]
 
 if TYPE_CHECKING:
     from .mesh import MeshLink
@@ -39,66 +50,6 @@ _RECV_HEADER_LEN = frames.FRAME_HEADER_LEN + KEY_LEN
 _HEADER_CACHE_SIZE = 64  # distinct packet sizes per sender; WireGuard traffic uses a handful
 
 VerifyClient = Callable[[bytes], Awaitable[bool]]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Named limits; times in seconds, sizes in bytes. 0 disables an optional limit."""
-
-    max_connections: int = 10_000
-    send_queue_bytes: int = 1 << 20  # per destination connection, data packets
-    disco_queue_bytes: int = 256 << 10  # extra room reserved for disco packets
-    handshake_timeout: float = 10.0  # ServerKey..ClientInfo (derpserver.go)
-    verify_timeout: float = 10.0
-    keepalive_interval: float = 60.0  # + up to keepalive_jitter (derpserver.go keepAlive)
-    keepalive_jitter: float = 5.0
-    idle_timeout: float = 0.0  # close a client that acks pings but sent nothing for this long
-    write_timeout: float = 10.0  # queue over the limit this long -> disconnect
-    rate_bytes_per_second: int = 0  # per client, told to it in ServerInfo and enforced on SendPacket
-    rate_burst_bytes: int = 0
-    read_size: int = 256 << 10
-    peer_gone_per_second: float = 1.0  # "not here" notices per client (derpserver.go: 1/s, burst 3)
-    peer_gone_burst: int = 3
-    housekeeping_interval: float = 1.0
-
-
-class _Client:
-    """One accepted connection (the registry may hold several per key)."""
-
-    __slots__ = (
-        "key", "conn", "writer", "transport", "pending", "pending_bytes", "sent_to", "preferred", "mesh_peer",
-        "can_ack_pings", "last_read", "over_since", "next_keepalive", "gone_tokens", "gone_stamp", "tokens",
-        "token_stamp", "peer_addr", "closing", "flags", "overflowed", "batch", "base_queued", "headers",
-    )
-
-    def __init__(self, conn: protocol.ServerConnection, writer: asyncio.StreamWriter, now: float) -> None:
-        self.key = b""
-        self.conn = conn
-        self.writer = writer
-        self.transport = writer.transport
-        self.pending: list[bytes | memoryview] = []
-        self.pending_bytes = 0
-        self.sent_to: set[bytes] = set()
-        self.preferred = False
-        self.mesh_peer = False
-        self.can_ack_pings = False
-        self.last_read = now
-        self.over_since = 0.0
-        self.next_keepalive = now
-        self.gone_tokens = 0.0
-        self.gone_stamp = now
-        self.tokens = 0.0
-        self.token_stamp = now
-        self.peer_addr: tuple[str, int] = ("", 0)
-        self.closing = ""
-        self.flags = 0
-        self.overflowed = False  # a packet to it was dropped for a full queue since the last tick
-        self.batch = -1  # the relay's batch number when this client's queue size was last sampled
-        self.base_queued = 0  # transport buffer size sampled at that moment
-        self.headers: dict[int, bytes] = {}  # RecvPacket header (with this client as source) by packet size
-
-    def queued(self) -> int:
-        return self.transport.get_write_buffer_size() + self.pending_bytes
 
 
 class DerpServer:
@@ -121,22 +72,25 @@ class DerpServer:
         self._verify = verify_client
         self._mesh_key = mesh_key
         self.limits = limits or Limits()
-        self._conns: set[_Client] = set()
-        self._by_key: dict[bytes, list[_Client]] = {}
-        self._active: dict[bytes, _Client] = {}
-        self._watchers: set[_Client] = set()
+        self._conns: set[ClientConn] = set()
+        self._by_key: dict[bytes, list[ClientConn]] = {}
+        self._active: dict[bytes, ClientConn] = {}
+        self._watchers: set[ClientConn] = set()
         self._remote: dict[bytes, MeshLink] = {}  # keys announced by mesh peers
         self._mesh_links: list[MeshLink] = []
-        self._dirty: list[_Client] = []
+        self._dirty: list[ClientConn] = []
         self._batch = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue_high_water = 0  # largest send queue seen after a batched write (bytes)
         self._housekeeper: asyncio.Task[None] | None = None
         self._closed = False
         self._rate_limited = self.limits.rate_bytes_per_second > 0
+        self._accept_tokens = self._accept_burst()
+        self._accept_stamp = time.monotonic()
         self.counters: dict[str, int] = {
             "connections_total": 0, "packets_received_total": 0, "bytes_received_total": 0,
             "packets_relayed_total": 0, "bytes_relayed_total": 0, "packets_forwarded_mesh_total": 0,
             "pings_total": 0, "keepalives_sent_total": 0, "peer_gone_sent_total": 0,
+            "fast_start_connections_total": 0,
         }
         self.drops: dict[str, int] = {}
         self.closes: dict[str, int] = {}
@@ -164,6 +118,7 @@ class DerpServer:
         out["mesh_peers_current"] = sum(1 for c in self._conns if c.mesh_peer)
         out["remote_clients_current"] = len(self._remote)
         out["send_queue_bytes_max_current"] = max((c.queued() for c in self._conns), default=0)
+        out["send_queue_bytes_high_water"] = self._queue_high_water
         out["packets_dropped_total"] = sum(self.drops.values())
         for reason, n in self.drops.items():
             out[f"packets_dropped_{reason}_total"] = n
@@ -176,16 +131,27 @@ class DerpServer:
         fast_start: bool = False,
     ) -> None:
         """Run one DERP connection to its end. Writes the 101 unless `fast_start`; never raises OSError."""
-        self._ensure_housekeeping()
-        if self._closed or len(self._conns) >= self.limits.max_connections:
-            self._count_close("connection_limit" if not self._closed else "server_closed")
+        if fast_start:
+            self.counters["fast_start_connections_total"] += 1
+        await self.serve_stream(reader, writer, initial=initial, send_101=not fast_start)
+
+    async def serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, initial: bytes = b"",
+        send_101: bool = True,
+    ) -> None:
+        """serve_upgraded for callers that already answered the upgrade themselves (WebSocket)."""
+        fast_start = not send_101
+        refusal = self._refusal()
+        if refusal:
+            self._count_close(refusal)
             if not fast_start:
                 writer.write(derp_http.HttpResponse(503, "Service Unavailable").encode())
-            await _close_writer(writer)
+            await close_writer(writer)
             return
+        self._ensure_housekeeping()
         now = time.monotonic()
         conn = protocol.ServerConnection(self._private, mesh_key=self._mesh_key, public_key=self._public)
-        client = _Client(conn, writer, now)
+        client = ClientConn(conn, writer, now)
         peer = writer.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             client.peer_addr = (str(peer[0]), int(peer[1]))
@@ -204,7 +170,30 @@ class DerpServer:
             reason = "handshake_timeout"
         finally:
             self._finish(client, client.closing or reason)
-            await _close_writer(writer)
+            if client.taken_over:  # the StreamWriter's protocol is gone; its wait_closed() would never end
+                writer.transport.close()
+            else:
+                await close_writer(writer)
+
+    def _accept_burst(self) -> float:
+        return float(self.limits.accept_burst or max(1, math.ceil(self.limits.accept_per_second)))
+
+    def _refusal(self) -> str:
+        """Why a new connection is refused right now ("" = accept it)."""
+        if self._closed:
+            return "server_closed"
+        if len(self._conns) >= self.limits.max_connections:
+            return "connection_limit"
+        rate = self.limits.accept_per_second
+        if rate > 0:
+            now = time.monotonic()
+            refill = (now - self._accept_stamp) * rate
+            self._accept_tokens = min(self._accept_burst(), self._accept_tokens + refill)
+            self._accept_stamp = now
+            if self._accept_tokens < 1.0:
+                return "accept_rate_limited"
+            self._accept_tokens -= 1.0
+        return ""
 
     async def close(self, *, restarting: tuple[int, int] | None = None) -> None:
         """Close every connection and mesh link, stop timers. With `restarting=(reconnect_in_ms, try_for_ms)`
@@ -250,12 +239,12 @@ class DerpServer:
 
     # --- connection lifecycle -----------------------------------------------------------------
 
-    async def _run(self, client: _Client, reader: asyncio.StreamReader, initial: bytes) -> str:
+    async def _run(self, client: ClientConn, reader: asyncio.StreamReader, initial: bytes) -> str:
         hello = await asyncio.wait_for(self._await_client_info(client, reader, initial),
                                        self.limits.handshake_timeout)
         if hello is None:
             reason = client.conn.close_reason
-            return _reason_label(reason) if reason else "eof"
+            return reason_label(reason) if reason else "eof"
         if not await self._admit(client, hello):
             return client.closing or "rejected"
         self._register(client, hello)
@@ -263,6 +252,8 @@ class DerpServer:
         events = client.conn.accept(token_bucket_bytes_per_second=rate,
                                     token_bucket_bytes_burst=self.limits.rate_burst_bytes if rate else 0)
         self._process(client, events)
+        if can_take_over(reader, client.writer):
+            return await self._run_protocol(client, reader)
         read = reader.read
         size = self.limits.read_size
         while not client.closing:
@@ -272,8 +263,28 @@ class DerpServer:
             self._on_data(client, data)
         return client.closing
 
+    async def _run_protocol(self, client: ClientConn, reader: asyncio.StreamReader) -> str:
+        """Swap the StreamReader out: the transport calls `_RelayProtocol.data_received`, which routes the
+        bytes at once (no StreamReader copy, no future and task wake-up per read)."""
+        held: bytearray = getattr(reader, "_buffer")  # noqa: B009 - private StreamReader buffer, stable since 3.4
+        buffered = bytes(held)  # what the StreamReader already holds
+        held.clear()
+        transport = cast(asyncio.Transport, client.transport)
+        if reader.at_eof() or transport.is_closing():
+            if buffered:
+                self._on_data(client, buffered)
+            return client.closing or "eof"
+        proto = _RelayProtocol(self, client, asyncio.get_running_loop())
+        client.taken_over = True
+        transport.set_protocol(proto)
+        transport.resume_reading()  # the StreamReader may have paused reading when its buffer filled
+        if buffered:
+            proto.data_received(buffered)
+        reason = await proto.done
+        return client.closing or reason
+
     async def _await_client_info(
-        self, client: _Client, reader: asyncio.StreamReader, initial: bytes
+        self, client: ClientConn, reader: asyncio.StreamReader, initial: bytes
     ) -> protocol.ClientInfoReceived | None:
         data = initial
         while True:
@@ -287,7 +298,7 @@ class DerpServer:
             if not data:
                 return None
 
-    async def _admit(self, client: _Client, hello: protocol.ClientInfoReceived) -> bool:
+    async def _admit(self, client: ClientConn, hello: protocol.ClientInfoReceived) -> bool:
         if hello.is_mesh_peer or self._verify is None:
             return True
         try:
@@ -300,12 +311,12 @@ class DerpServer:
             log.info("derp client %s rejected (key %s)", client.peer_addr, hello.client_key.hex())
         return allowed
 
-    def _register(self, client: _Client, hello: protocol.ClientInfoReceived) -> None:
+    def _register(self, client: ClientConn, hello: protocol.ClientInfoReceived) -> None:
         key = hello.client_key
         client.key = key
         client.mesh_peer = hello.is_mesh_peer
         client.can_ack_pings = hello.info.can_ack_pings
-        client.flags = _present_flags(hello)
+        client.flags = present_flags(hello)
         now = time.monotonic()
         client.next_keepalive = now + self._keepalive_delay()
         client.gone_tokens = float(self.limits.peer_gone_burst)
@@ -320,7 +331,7 @@ class DerpServer:
         log.debug("derp client %s registered key %s%s", client.peer_addr, key.hex()[:16],
                   " (mesh peer)" if client.mesh_peer else "")
 
-    def _finish(self, client: _Client, reason: str) -> None:
+    def _finish(self, client: ClientConn, reason: str) -> None:
         if client not in self._conns:
             return
         client.closing = client.closing or reason  # no more writes to a connection that is gone
@@ -346,7 +357,7 @@ class DerpServer:
                 self.counters["peer_gone_sent_total"] += 1
         self._flush()
 
-    def _close_client(self, client: _Client, reason: str) -> None:
+    def _close_client(self, client: ClientConn, reason: str) -> None:
         if client.closing:
             return
         client.closing = reason
@@ -362,7 +373,7 @@ class DerpServer:
 
     # --- hot path -----------------------------------------------------------------------------
 
-    def _on_data(self, client: _Client, data: bytes) -> None:
+    def _on_data(self, client: ClientConn, data: bytes) -> None:
         now = time.monotonic()
         client.last_read = now
         if self._active.get(client.key) is not client and not client.closing:
@@ -380,7 +391,7 @@ class DerpServer:
                 self._write(client, out)
         self._flush()
 
-    def _process(self, client: _Client, events: list[protocol.Event]) -> None:
+    def _process(self, client: ClientConn, events: list[protocol.Event]) -> None:
         """Handle events outside the hot path (frames that arrived with ClientInfo)."""
         for ev in events:
             if isinstance(ev, protocol.SendPacket):
@@ -392,7 +403,7 @@ class DerpServer:
             self._write(client, out)
         self._flush()
 
-    def _dispatch(self, src: _Client, buf: bytes, items: list[protocol.Item]) -> None:
+    def _dispatch(self, src: ClientConn, buf: bytes, items: list[protocol.Item]) -> None:
         """Route one read chunk: every SendPacket becomes a RecvPacket header + a view of `buf`.
 
         Kept flat on purpose (locals, no per-packet calls on the common path): this loop is the relay's
@@ -450,13 +461,13 @@ class DerpServer:
         counters["packets_relayed_total"] += relayed
         counters["bytes_relayed_total"] += relayed_bytes
 
-    def _header_for(self, src: _Client, size: int) -> bytes:
+    def _header_for(self, src: ClientConn, size: int) -> bytes:
         if len(src.headers) >= _HEADER_CACHE_SIZE:
             src.headers.clear()
         header = src.headers[size] = frames.recv_packet_header(src.key, size)
         return header
 
-    def _disco_room(self, dst: _Client, buf: bytes, packet_start: int, size: int) -> bool:
+    def _disco_room(self, dst: ClientConn, buf: bytes, packet_start: int, size: int) -> bool:
         """Over the data limit: only disco may still use its reserved headroom. Counts the drop."""
         disco = size >= DISCO_MIN_LEN and buf.startswith(DISCO_MAGIC, packet_start)
         if disco and dst.base_queued + dst.pending_bytes <= self.limits.send_queue_bytes + \
@@ -467,7 +478,7 @@ class DerpServer:
         return False
 
     def _enqueue_slow(
-        self, src_key: bytes, dst_key: bytes, packet: memoryview, *, src: _Client | None
+        self, src_key: bytes, dst_key: bytes, packet: memoryview, *, src: ClientConn | None
     ) -> None:
         """One packet outside the hot loop (mesh ForwardPacket, frames that came with ClientInfo)."""
         size = len(packet)
@@ -510,9 +521,13 @@ class DerpServer:
             dst.pending_bytes = 0
             if not dst.closing:
                 # uvloop turns writelines into one writev (no join copy); stock asyncio joins itself.
-                dst.transport.writelines(parts)
+                transport = dst.transport
+                transport.writelines(parts)
+                queued = transport.get_write_buffer_size()
+                if queued > self._queue_high_water:
+                    self._queue_high_water = queued
 
-    def _write(self, client: _Client, data: bytes) -> None:
+    def _write(self, client: ClientConn, data: bytes) -> None:
         if client.closing:
             return
         if client.pending:  # keep order with packets already batched for it
@@ -522,7 +537,7 @@ class DerpServer:
             client.transport.write(data)
             client.base_queued = client.transport.get_write_buffer_size()
 
-    def _route_elsewhere(self, src: _Client, dst_key: bytes, packet: memoryview) -> None:
+    def _route_elsewhere(self, src: ClientConn, dst_key: bytes, packet: memoryview) -> None:
         link = self._remote.get(dst_key)
         if link is not None and not src.mesh_peer and link.forward(src.key, dst_key, packet):
             self.counters["packets_forwarded_mesh_total"] += 1
@@ -531,7 +546,7 @@ class DerpServer:
         if len(packet) >= DISCO_MIN_LEN and packet[:6] == DISCO_MAGIC:
             self._notify_not_here(src, dst_key)
 
-    def _notify_not_here(self, src: _Client, dst_key: bytes) -> None:
+    def _notify_not_here(self, src: ClientConn, dst_key: bytes) -> None:
         now = time.monotonic()
         lim = self.limits
         src.gone_tokens = min(float(lim.peer_gone_burst), src.gone_tokens + (now - src.gone_stamp) *
@@ -542,7 +557,7 @@ class DerpServer:
             self._write(src, frames.peer_gone(dst_key, PeerGoneReason.NOT_HERE))
             self.counters["peer_gone_sent_total"] += 1
 
-    def _refill(self, client: _Client, now: float) -> None:
+    def _refill(self, client: ClientConn, now: float) -> None:
         lim = self.limits
         burst = float(lim.rate_burst_bytes or lim.rate_bytes_per_second)
         client.tokens = min(burst, client.tokens + (now - client.token_stamp) * lim.rate_bytes_per_second)
@@ -550,7 +565,7 @@ class DerpServer:
 
     # --- other frames ---------------------------------------------------------------------------
 
-    def _other_event(self, client: _Client, ev: protocol.Event) -> None:
+    def _other_event(self, client: ClientConn, ev: protocol.Event) -> None:
         if isinstance(ev, protocol.ForwardPacket):
             self._deliver_forwarded(ev)
         elif isinstance(ev, protocol.NotePreferred):
@@ -563,22 +578,22 @@ class DerpServer:
             for target in list(self._by_key.get(bytes(ev.key), [])):
                 self._close_client(target, "closed_by_mesh")
         elif isinstance(ev, protocol.ConnectionClosed):
-            self._close_client(client, _reason_label(ev.reason))
+            self._close_client(client, reason_label(ev.reason))
             log.info("derp client %s protocol error: %s", client.peer_addr, ev.reason)
 
     def _deliver_forwarded(self, ev: protocol.ForwardPacket) -> None:
         self._enqueue_slow(bytes(ev.src), bytes(ev.dst), ev.packet, src=None)
 
-    def _add_watcher(self, client: _Client) -> None:
+    def _add_watcher(self, client: ClientConn) -> None:
         self._watchers.add(client)
         for key, group in self._by_key.items():
             if key != client.key:
-                self._write(client, _present_frame(key, group[-1]))
+                self._write(client, present_frame(key, group[-1]))
 
-    def _announce(self, key: bytes, client: _Client, *, present: bool) -> None:
+    def _announce(self, key: bytes, client: ClientConn, *, present: bool) -> None:
         if not self._watchers:
             return
-        frame = _present_frame(key, client) if present else frames.peer_gone(key)
+        frame = present_frame(key, client) if present else frames.peer_gone(key)
         for watcher in self._watchers:
             if watcher is not client:
                 self._write(watcher, frame)
@@ -639,39 +654,30 @@ class DerpServer:
         self._flush()
 
 
-def _present_flags(hello: protocol.ClientInfoReceived) -> int:
-    if hello.is_mesh_peer:
-        return PeerPresentFlags.MESH_PEER
-    return PeerPresentFlags.PROBER if hello.info.is_prober else PeerPresentFlags.REGULAR
+class _RelayProtocol(asyncio.Protocol):
+    """Protocol that replaces StreamReaderProtocol on a DERP connection once it is registered."""
 
+    def __init__(self, server: DerpServer, client: ClientConn, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._client = client
+        self.done: asyncio.Future[str] = loop.create_future()
 
-def _present_frame(key: bytes, client: _Client) -> bytes:
-    host, port = client.peer_addr
-    return frames.peer_present(key, _ip16(host), port, client.flags)
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._server._on_data(self._client, data)
+        except Exception:  # a bug must cost one connection, never the loop
+            log.exception("derp: error relaying for %s", self._client.peer_addr)
+            self._server._close_client(self._client, "internal_error")
 
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost ends the connection
 
-def _ip16(host: str) -> bytes:
-    import ipaddress
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result("io_error" if exc else "eof")
 
-    try:
-        addr = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return bytes(16)
-    if isinstance(addr, ipaddress.IPv4Address):
-        return b"\x00" * 10 + b"\xff\xff" + addr.packed
-    return addr.packed
+    def pause_writing(self) -> None:
+        pass  # queues are bounded by the relay itself (send_queue_bytes), not by flow-control callbacks
 
-
-def _reason_label(reason: str) -> str:
-    """Collapse a protocol error text into a short metric label."""
-    for needle, label in (("too large", "frame_too_large"), ("mesh key", "mesh_required"),
-                          ("ClientInfo", "bad_client_info"), ("short", "short_frame")):
-        if needle in reason:
-            return label
-    return "protocol_error"
-
-
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(writer.wait_closed(), 2.0)
+    def resume_writing(self) -> None:
+        pass

@@ -37,8 +37,13 @@ _COOKIE_INT = int.from_bytes(MAGIC_COOKIE, "big")
 _NETCHECK_SHAPE = (_ATTR.pack(ATTR_SOFTWARE, len(SOFTWARE)) + SOFTWARE + _ATTR.pack(ATTR_FINGERPRINT, 4)
                    + bytes(4))
 _NETCHECK_PREFIX = struct.pack(">HH", BINDING_REQUEST, len(_NETCHECK_SHAPE)) + MAGIC_COOKIE
+_NETCHECK_LEN = HEADER_LEN + len(_NETCHECK_SHAPE)
+_NETCHECK_ATTRS = _NETCHECK_SHAPE[:16]  # everything but the CRC value
+_U32 = struct.Struct(">I")
 _V4_HEAD = struct.pack(">HH", BINDING_SUCCESS, 12) + MAGIC_COOKIE
 _V4_ATTR = _ATTR.pack(ATTR_XOR_MAPPED_ADDRESS, 8) + b"\x00\x01"
+_XADDR_CACHE_SIZE = 4096
+_V4_XADDR_CACHE: dict[str, bytes] = {}  # dotted-quad source -> XORed address bytes
 
 
 class StunError(ValueError):
@@ -55,12 +60,11 @@ def fingerprint(data: bytes) -> int:
 
 def parse_binding_request(data: bytes) -> bytes:
     """Transaction ID of a valid Tailscale binding request, else StunError(reason)."""
-    if (len(data) == HEADER_LEN + len(_NETCHECK_SHAPE) and data.startswith(_NETCHECK_PREFIX)
-            and data[20:36] == _NETCHECK_SHAPE[:16]):
+    if len(data) == _NETCHECK_LEN and data.startswith(_NETCHECK_PREFIX) and data[20:36] == _NETCHECK_ATTRS:
         # Fast path: exactly what netcheck sends (SOFTWARE "tailnode" then FINGERPRINT).
-        if int.from_bytes(data[36:40], "big") != fingerprint(data[:32]):
+        if _U32.unpack_from(data, 36)[0] != (binascii.crc32(data[:32]) ^ FINGERPRINT_XOR) & 0xFFFFFFFF:
             raise StunError("bad_fingerprint")
-        return bytes(data[8:20])
+        return data[8:20]
     return _parse_general(data)
 
 
@@ -107,6 +111,9 @@ def binding_request(txid: bytes) -> bytes:
 
 def binding_response(txid: bytes, host: str, port: int) -> bytes:
     """Success response with XOR-MAPPED-ADDRESS for the datagram's source host:port."""
+    xaddr = _V4_XADDR_CACHE.get(host)
+    if xaddr is not None:  # common case: an IPv4 client seen before
+        return b"".join((_V4_HEAD, txid, _V4_ATTR, (port ^ 0x2112).to_bytes(2, "big"), xaddr))
     xport = port ^ 0x2112
     try:
         packed = socket.inet_aton(host) if "." in host and ":" not in host else None
@@ -119,6 +126,10 @@ def binding_response(txid: bytes, host: str, port: int) -> bytes:
         packed = addr.packed
     if len(packed) == 4:
         xaddr = (int.from_bytes(packed, "big") ^ _COOKIE_INT).to_bytes(4, "big")
+        if ":" not in host:  # recvfrom gives canonical dotted quads; cache them (bounded)
+            if len(_V4_XADDR_CACHE) >= _XADDR_CACHE_SIZE:
+                _V4_XADDR_CACHE.clear()
+            _V4_XADDR_CACHE[host] = xaddr
         return _V4_HEAD + txid + _V4_ATTR + xport.to_bytes(2, "big") + xaddr
     key = MAGIC_COOKIE + txid
     xaddr = bytes(a ^ b for a, b in zip(packed, key, strict=True))
@@ -149,7 +160,7 @@ class StunProtocol(asyncio.DatagramProtocol):
     socket and answers them with sendto, which removes most of the per-request loop overhead under load.
     """
 
-    DRAIN_BATCH = 64
+    DRAIN_BATCH = 256
 
     def __init__(self, sock: socket.socket | None = None) -> None:
         self.transport: asyncio.DatagramTransport | None = None

@@ -176,11 +176,12 @@ async def serve_websocket(
         writer.close()
         return
     writer.write(response)
+    server.counters["websocket_connections_total"] = server.counters.get("websocket_connections_total", 0) + 1
     inner = asyncio.StreamReader(limit=READ_SIZE)
     ws_writer = _WsWriter(writer)
     pump = asyncio.get_running_loop().create_task(_pump(reader, inner, ws_writer, initial))
     try:
-        await server.serve_upgraded(inner, ws_writer, fast_start=True)  # type: ignore[arg-type]
+        await server.serve_stream(inner, ws_writer, send_101=False)  # type: ignore[arg-type]
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,11 +24,11 @@ from pyscale.control.http1 import Request, Response, serve_connection
 from pyscale.control.machine import MachineHandlers
 from pyscale.control.routes import Router, RouterDeps
 from pyscale.db import Database
-from pyscale.errors import Invalid
 from pyscale.mapper.build import MapContext, Mapper
 from pyscale.mapper.dns import build_dns_config
 from pyscale.policy import PolicyError
 from pyscale.state.ipam import IPAllocator
+from pyscale.state.model import Node
 from pyscale.state.policystate import PolicyState
 from pyscale.state.registration import Registrar
 from pyscale.state.store import State
@@ -81,10 +82,13 @@ class App:
         handlers = MachineHandlers(state, self.registrar, self.mapper)
         deps = RouterDeps(noise_key=noise_key, noise_handler=handlers.handle, health=self.db.ping,
                           known_node_key=lambda k: state.node_by_node_key(k) is not None,
-                          derpmap=lambda: self._derpmap, derp=self._derp_route())
+                          derpmap=lambda: self._derpmap, derp=self._derp_route(), server_url=cfg.server_url)
         from pyscale.api.rest import RestApi
 
-        api = RestApi(state, self.registrar, self.mapper, policy=self.policy, set_policy=self.set_policy)
+        api = RestApi(state, self.registrar, self.mapper, policy_mode=cfg.policy.mode, policy_path=cfg.policy.path)
+        api.service.apply_policy = self.set_policy
+        api.service.policy_in_force = lambda: self.policy.text
+        api.service.may_have_tag = self._may_have_tag
         deps_tcp = RouterDeps(**{**deps.__dict__, "api": api.authenticated})
         deps_unix = RouterDeps(**{**deps.__dict__, "api": api.trusted})
         await self._listen_tcp(Router(deps_tcp))
@@ -112,7 +116,7 @@ class App:
         cfg = self.cfg
         if cfg.policy.mode == "database":
             assert self.state is not None
-            return await self.state.stored_policy(), "database"
+            return (await self.state.policy_text())[0] or "", "database"
         if not cfg.policy.path:
             return "", "<no policy>"
         with open(cfg.policy.path, encoding="utf-8") as fh:
@@ -125,17 +129,21 @@ class App:
         except (OSError, PolicyError) as exc:
             log.error("policy reload refused, the previous policy stays in force: %s", exc)
 
-    async def set_policy(self, text: str) -> None:
-        """``policy set`` (database mode): validate first, then store, then switch."""
-        if self.cfg.policy.mode != "database":
-            raise Invalid("update is disabled for modes other than 'database'")
-        try:
-            self.policy.check(text, "database")
-        except PolicyError as exc:
-            raise Invalid(str(exc)) from exc
+    async def set_policy(self, text: str) -> datetime:
+        """``policy set`` (database mode): validate over the live topology, store, then switch.
+
+        Raises PolicyError (nothing stored, the old policy keeps serving)."""
+        self.policy.check(text, "database")
         assert self.state is not None
-        await self.state.store_policy(text)
-        self.policy.reload(text, "database")
+        updated = await self.state.set_policy_text(text)  # publishes the full update...
+        self.policy.load(text, "database")  # ...which map sessions build only after this returns
+        return updated
+
+    def _may_have_tag(self, node: Node, tag: str) -> bool:
+        """tagOwners: may this node's user own ``tag`` under the policy in force?"""
+        policy = self.policy.policy
+        user = self.state.users.get(node.user_id or -1) if self.state is not None else None
+        return policy is not None and user is not None and policy.may_own_tag(tag, user.name, user.email)
 
     async def _build_derpmap(self) -> dict[str, Any]:
         cfg = self.cfg

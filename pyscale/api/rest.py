@@ -1,85 +1,87 @@
-"""REST API v1 (the subset the CLI and headscale-ui need first), in grpc-gateway's conventions.
+"""REST API v1 edge: Headscale v0.27.1's routes, API-key check, grpc-gateway routing and errors.
 
-Requests on the TCP listener need ``Authorization: Bearer <prefix>.<secret>`` (an API key in
-Headscale v0.27.1's format, the secret checked against its bcrypt hash); the unix socket is
-trusted like Headscale's. Domain errors become ``{"code", "message", "details"}`` here, once.
+On the TCP listener everything under ``/api`` needs ``Authorization: Bearer <prefix>.<secret>``;
+anything wrong with it is a bare ``401 Unauthorized`` (text, as Headscale's middleware) and the
+handler never runs. The unix socket is trusted (the local CLI, like Headscale's gRPC socket).
+Routing follows grpc-gateway's ServeMux: an unknown path is 404 ``Not Found``, a known path with
+another method is 501 ``Method Not Allowed`` (code 12), both as ``{"code","message","details"}``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
-import bcrypt
-
-from pyscale.api.shapes import apikey_json, node_json, preauthkey_json, ts, user_json
-from pyscale.control.http1 import Request, Response
-from pyscale.errors import Invalid, NotFound, PyscaleError
+from pyscale.api.auth import ApiKeyVerifier
+from pyscale.api.protojson import GRPC_HTTP, status_body
+from pyscale.api.service import HeadscaleService, PathArgs
+from pyscale.control.http1 import BadRequest, Request, Response
+from pyscale.errors import PyscaleError
 from pyscale.mapper.build import Mapper
-from pyscale.state.model import ApiKey, utcnow
-from pyscale.state.policystate import PolicyState
 from pyscale.state.registration import Registrar
 from pyscale.state.store import State
-from pyscale.tailcfg.timefmt import TimeFormatError, parse_time
 
-Handler = Callable[[Request, "re.Match[str]"], Awaitable[Any]]
-API_KEY_PREFIX_LEN = 7
-API_KEY_SECRET_LEN = 32
+log = logging.getLogger("pyscale.api")
+
+Handler = Callable[[Request, PathArgs], Awaitable[Any]]
+JSON_CONTENT_TYPE = "application/json"  # grpc-gateway's JSONPb.ContentType
+ROUTES: list[tuple[str, str, str]] = [  # method, path template, HeadscaleService method
+    ("GET", "/api/v1/apikey", "list_api_keys"),
+    ("POST", "/api/v1/apikey", "create_api_key"),
+    ("POST", "/api/v1/apikey/expire", "expire_api_key"),
+    ("DELETE", "/api/v1/apikey/{prefix}", "delete_api_key"),
+    ("POST", "/api/v1/debug/node", "debug_create_node"),
+    ("GET", "/api/v1/health", "health"),
+    ("GET", "/api/v1/node", "list_nodes"),
+    ("POST", "/api/v1/node/backfillips", "backfill_node_ips"),
+    ("POST", "/api/v1/node/register", "register_node"),
+    ("GET", "/api/v1/node/{nodeId}", "get_node"),
+    ("DELETE", "/api/v1/node/{nodeId}", "delete_node"),
+    ("POST", "/api/v1/node/{nodeId}/approve_routes", "set_approved_routes"),
+    ("POST", "/api/v1/node/{nodeId}/expire", "expire_node"),
+    ("POST", "/api/v1/node/{nodeId}/rename/{newName}", "rename_node"),
+    ("POST", "/api/v1/node/{nodeId}/tags", "set_tags"),
+    ("POST", "/api/v1/node/{nodeId}/user", "move_node"),
+    ("GET", "/api/v1/policy", "get_policy"),
+    ("PUT", "/api/v1/policy", "set_policy"),
+    ("GET", "/api/v1/preauthkey", "list_pre_auth_keys"),
+    ("POST", "/api/v1/preauthkey", "create_pre_auth_key"),
+    ("POST", "/api/v1/preauthkey/expire", "expire_pre_auth_key"),
+    ("GET", "/api/v1/user", "list_users"),
+    ("POST", "/api/v1/user", "create_user"),
+    ("DELETE", "/api/v1/user/{id}", "delete_user"),
+    ("POST", "/api/v1/user/{oldId}/rename/{newName}", "rename_user"),
+]
 
 
-def _id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise Invalid(f"invalid id {text!r}") from None
+def _compile(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+    return re.compile(regex + "$")
 
 
-def _time_or_none(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parse_time(str(value))
-    except TimeFormatError as exc:
-        raise Invalid(str(exc)) from exc
+def error_response(code: int, message: str) -> Response:
+    return json_response(status_body(code, message), GRPC_HTTP.get(code, 500))
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    import json
+
+    return Response(status, json.dumps(obj).encode(), [("Content-Type", JSON_CONTENT_TYPE)])
 
 
 class RestApi:
-    def __init__(self, state: State, registrar: Registrar, mapper: Mapper, *, policy: PolicyState | None = None,
-                 set_policy: Callable[[str], Awaitable[None]] | None = None) -> None:
+    def __init__(self, state: State, registrar: Registrar, mapper: Mapper, *, policy_mode: str = "file",
+                 policy_path: str = "", ip_prefixes: tuple[Any, Any] | None = None) -> None:
         self.state = state
-        self.registrar = registrar
-        self.mapper = mapper
-        self.policy = policy
-        self.set_policy = set_policy
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
-        r = self._route
-        r("GET", r"/api/v1/user", self.list_users)
-        r("POST", r"/api/v1/user", self.create_user)
-        r("POST", r"/api/v1/user/(?P<id>[^/]+)/rename/(?P<name>[^/]+)", self.rename_user)
-        r("DELETE", r"/api/v1/user/(?P<id>[^/]+)", self.delete_user)
-        r("GET", r"/api/v1/preauthkey", self.list_preauthkeys)
-        r("POST", r"/api/v1/preauthkey", self.create_preauthkey)
-        r("POST", r"/api/v1/preauthkey/expire", self.expire_preauthkey)
-        r("GET", r"/api/v1/node", self.list_nodes)
-        r("POST", r"/api/v1/node/register", self.register_node)
-        r("GET", r"/api/v1/node/(?P<id>\d+)", self.get_node)
-        r("DELETE", r"/api/v1/node/(?P<id>\d+)", self.delete_node)
-        r("POST", r"/api/v1/node/(?P<id>\d+)/expire", self.expire_node)
-        r("POST", r"/api/v1/node/(?P<id>\d+)/rename/(?P<name>[^/]+)", self.rename_node)
-        r("GET", r"/api/v1/apikey", self.list_apikeys)
-        r("POST", r"/api/v1/apikey", self.create_apikey)
-        r("POST", r"/api/v1/apikey/expire", self.expire_apikey)
-        r("DELETE", r"/api/v1/apikey/(?P<prefix>[^/]+)", self.delete_apikey)
-        r("GET", r"/api/v1/health", self.health)
-        r("GET", r"/api/v1/policy", self.get_policy)
-        r("PUT", r"/api/v1/policy", self.put_policy)
-
-    def _route(self, method: str, pattern: str, handler: Handler) -> None:
-        self.routes.append((method, re.compile(pattern + "$"), handler))
+        self.service = HeadscaleService(state, registrar, mapper, policy_mode=policy_mode,
+                                        policy_path=policy_path, ip_prefixes=ip_prefixes)
+        self.verifier = ApiKeyVerifier(lambda: state.apikeys.values())
+        self.service.on_api_key_removed = self.verifier.forget
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            (method, _compile(path), getattr(self.service, name)) for method, path, name in ROUTES]
 
     # ---- edges ---------------------------------------------------------------------------
 
@@ -87,24 +89,17 @@ class RestApi:
         return await self._dispatch(req)
 
     async def authenticated(self, req: Request) -> Response:
-        if not self.check_api_key(req.header("authorization")):
+        if not await self.verifier.verify_header(req.header("authorization")):
+            log.info("API request refused: missing or invalid API key (client %s)", req.peer or "?")
             return Response.text("Unauthorized", 401)
         return await self._dispatch(req)
 
     def check_api_key(self, header: str) -> bool:
-        scheme, _, token = header.partition(" ")
-        prefix, dot, secret = token.strip().partition(".")
-        if scheme.lower() != "bearer" or not dot or not prefix or not secret:
-            return False
-        now = utcnow()
-        for key in self.state.apikeys.values():
-            if secrets.compare_digest(key.prefix, prefix):
-                if key.expiration is None or key.expiration <= now:
-                    return False
-                return bcrypt.checkpw(secret.encode(), key.hash)
-        return False
+        return self.verifier.check_header(header)
 
     async def _dispatch(self, req: Request) -> Response:
+        if not req.path.startswith("/api/v1/"):
+            return Response(404)  # the /api subtree outside v1: the main router's empty 404
         path_matched = False
         for method, pattern, handler in self.routes:
             m = pattern.match(req.path)
@@ -113,134 +108,18 @@ class RestApi:
             path_matched = True
             if method != req.method:
                 continue
-            try:
-                return Response.json(await handler(req, m))
-            except PyscaleError as exc:
-                return Response.json({"code": exc.grpc_code, "message": str(exc), "details": []}, exc.http_status)
-        status = 405 if path_matched else 404
-        return Response.json({"code": 5, "message": "Not Found", "details": []}, status)
+            return await self._call(handler, req, m.groupdict())
+        if path_matched:
+            return error_response(12, "Method Not Allowed")
+        return error_response(5, "Not Found")
 
-    # ---- users ---------------------------------------------------------------------------
-
-    async def list_users(self, req: Request, _: re.Match[str]) -> Any:
-        q = req.query
-        users = sorted(self.state.users.values(), key=lambda u: u.id)
-        if q.get("id"):
-            users = [u for u in users if str(u.id) == q["id"]]
-        if q.get("name"):
-            users = [u for u in users if u.name == q["name"]]
-        if q.get("email"):
-            users = [u for u in users if u.email == q["email"]]
-        return {"users": [user_json(u) for u in users]}
-
-    async def create_user(self, req: Request, _: re.Match[str]) -> Any:
-        b = req.json()
-        user = await self.state.create_user(str(b.get("name") or ""), str(b.get("displayName") or ""),
-                                            str(b.get("email") or ""), str(b.get("pictureUrl") or ""))
-        return {"user": user_json(user)}
-
-    async def rename_user(self, req: Request, m: re.Match[str]) -> Any:
-        return {"user": user_json(await self.state.rename_user(_id(m["id"]), m["name"]))}
-
-    async def delete_user(self, req: Request, m: re.Match[str]) -> Any:
-        await self.state.delete_user(_id(m["id"]))
-        return {}
-
-    # ---- pre-auth keys -------------------------------------------------------------------
-
-    async def list_preauthkeys(self, req: Request, _: re.Match[str]) -> Any:
-        user_id = _id(req.query.get("user", ""))
-        self.state.user(user_id)
-        keys = sorted((k for k in self.state.preauthkeys.values() if k.user_id == user_id), key=lambda k: k.id)
-        return {"preAuthKeys": [preauthkey_json(k, self.state) for k in keys]}
-
-    async def create_preauthkey(self, req: Request, _: re.Match[str]) -> Any:
-        b = req.json()
-        key = await self.state.create_preauthkey(
-            _id(str(b.get("user", ""))), reusable=bool(b.get("reusable")), ephemeral=bool(b.get("ephemeral")),
-            expiration=_time_or_none(b.get("expiration")), tags=[str(t) for t in b.get("aclTags") or []])
-        return {"preAuthKey": preauthkey_json(key, self.state)}
-
-    async def expire_preauthkey(self, req: Request, _: re.Match[str]) -> Any:
-        b = req.json()
-        await self.state.expire_preauthkey(_id(str(b.get("user", ""))), str(b.get("key", "")))
-        return {}
-
-    # ---- nodes ---------------------------------------------------------------------------
-
-    def _node(self, node_id: int) -> dict[str, Any]:
-        node = self.state.node(node_id)
-        return node_json(node, self.state, self.mapper.primary_routes(node))
-
-    async def list_nodes(self, req: Request, _: re.Match[str]) -> Any:
-        nodes = sorted(self.state.nodes.values(), key=lambda n: n.id)
-        if req.query.get("user"):
-            user = self.state.user_by_name(req.query["user"])
-            nodes = [n for n in nodes if n.user_id == user.id]
-        return {"nodes": [self._node(n.id) for n in nodes]}
-
-    async def get_node(self, req: Request, m: re.Match[str]) -> Any:
-        return {"node": self._node(_id(m["id"]))}
-
-    async def register_node(self, req: Request, _: re.Match[str]) -> Any:
-        key, user = req.query.get("key", ""), req.query.get("user", "")
-        if len(key) != 24:
-            raise Invalid("registration ID must be 24 characters long")
-        node = await self.registrar.complete(key, user)
-        return {"node": self._node(node.id)}
-
-    async def delete_node(self, req: Request, m: re.Match[str]) -> Any:
-        await self.state.delete_node(_id(m["id"]))
-        return {}
-
-    async def expire_node(self, req: Request, m: re.Match[str]) -> Any:
-        when = _time_or_none(req.query.get("expiry"))
-        await self.state.expire_node(_id(m["id"]), when)
-        return {"node": self._node(_id(m["id"]))}
-
-    async def rename_node(self, req: Request, m: re.Match[str]) -> Any:
-        await self.state.rename_node(_id(m["id"]), m["name"])
-        return {"node": self._node(_id(m["id"]))}
-
-    # ---- API keys ------------------------------------------------------------------------
-
-    async def list_apikeys(self, req: Request, _: re.Match[str]) -> Any:
-        return {"apiKeys": [apikey_json(k) for k in sorted(self.state.apikeys.values(), key=lambda k: k.id)]}
-
-    async def create_apikey(self, req: Request, _: re.Match[str]) -> Any:
-        expiration = _time_or_none(req.json().get("expiration"))
-        prefix = secrets.token_urlsafe(8)[:API_KEY_PREFIX_LEN]
-        secret = secrets.token_urlsafe(32)[:API_KEY_SECRET_LEN]
-        hashed = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(10, prefix=b"2a"))
-        await self.state.add_apikey(ApiKey(0, prefix, hashed, expiration))
-        return {"apiKey": f"{prefix}.{secret}"}
-
-    def _apikey(self, prefix: str) -> ApiKey:
-        for key in self.state.apikeys.values():
-            if key.prefix == prefix:
-                return key
-        raise NotFound("API key not found")
-
-    async def expire_apikey(self, req: Request, _: re.Match[str]) -> Any:
-        key = self._apikey(str(req.json().get("prefix", "")))
-        await self.state.save_apikey(replace(key, expiration=utcnow()))
-        return {}
-
-    async def delete_apikey(self, req: Request, m: re.Match[str]) -> Any:
-        await self.state.delete_apikey(self._apikey(m["prefix"]).id)
-        return {}
-
-    async def get_policy(self, req: Request, _: re.Match[str]) -> Any:
-        return {"policy": self.policy.text if self.policy else "", "updatedAt": None}
-
-    async def put_policy(self, req: Request, _: re.Match[str]) -> Any:
-        if self.set_policy is None:
-            raise Invalid("policy updates are not available")
-        text = str(req.json().get("policy", ""))
-        await self.set_policy(text)
-        return {"policy": text, "updatedAt": ts(utcnow())}
-
-    async def health(self, req: Request, _: re.Match[str]) -> Any:
-        return {"databaseConnectivity": True}
-
-
+    async def _call(self, handler: Handler, req: Request, args: PathArgs) -> Response:
+        try:
+            return json_response(await handler(req, args))
+        except PyscaleError as exc:
+            return error_response(exc.grpc_code, str(exc))
+        except BadRequest as exc:
+            return error_response(3, str(exc))
+        except Exception as exc:  # a bug must not kill the connection; the client still gets the status body
+            log.exception("API handler %s failed", getattr(handler, "__name__", "?"))
+            return error_response(2, f"internal error: {type(exc).__name__}")

@@ -8,54 +8,29 @@ behind its back). Errors go to stderr (``{"error": ...}`` with -o json) with exi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pyscale import __version__
-from pyscale.cli import backup, nodes, policy, preauthkeys, server, users
-from pyscale.cli.client import ApiClient, ClientError
-from pyscale.config import Config, ConfigError, default_data_dir, load_cli_config
+from pyscale.cli import (
+    apikeys,
+    backup,
+    debug,
+    dumpconfig,
+    generate,
+    nodes,
+    policy,
+    preauthkeys,
+    routes,
+    server,
+    users,
+)
+from pyscale.cli.client import ClientError
+from pyscale.cli.context import OUTPUT_FORMATS, CliError, Context
+from pyscale.config import ConfigError
 
-OUTPUT_FORMATS = ("", "json", "json-line", "yaml")
-
-
-class CliError(Exception):
-    pass
-
-
-class Context:
-    """What a command needs: parsed args, the config (loaded lazily) and an API client."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.output: str = args.output or ""
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            # Like Headscale's CLI: only problems in the keys the CLI reads stop it.
-            self._config = load_cli_config(self.args.config, embedded_data_dir=default_data_dir())
-        return self._config
-
-    def client(self) -> ApiClient:
-        cfg = self.config
-        address = os.environ.get("HEADSCALE_CLI_ADDRESS") or cfg.cli.address
-        api_key = os.environ.get("HEADSCALE_CLI_API_KEY") or cfg.cli.api_key
-        if address and not api_key:
-            raise CliError("HEADSCALE_CLI_API_KEY environment variable needs to be set.")
-        return ApiClient(cfg.unix_socket, address=address, api_key=api_key, timeout=cfg.cli.timeout)
-
-    def emit(self, obj: Any, text: str) -> None:
-        """Print ``text`` normally, or ``obj`` in the requested machine format."""
-        from pyscale.cli.output import render
-
-        print(render(obj, self.output) if self.output else text)
-
+__all__ = ["CliError", "Context", "build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyscale", description="pyscale: a Headscale-compatible control server")
@@ -63,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", default="", choices=OUTPUT_FORMATS, help="output format")
     parser.add_argument("--force", action="store_true", help="disable prompts")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (server, users, nodes, preauthkeys, policy, backup):
+    for module in (server, users, nodes, preauthkeys, apikeys, policy, debug, generate, routes, dumpconfig, backup):
         module.register(sub)
     _accept_globals_everywhere(parser, set())
     return parser
@@ -98,14 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = Context(args)
     try:
         return run(ctx) or 0
-    except (ClientError, CliError, ConfigError) as exc:
-        if ctx.output in ("json", "json-line", "yaml"):
-            print(json.dumps({"error": str(exc)}), file=sys.stderr)
-        else:
-            print(f"Error: {exc}", file=sys.stderr)
-        return 1
+    except CliError as exc:
+        ctx.emit_error(exc)
+    except ClientError as exc:
+        ctx.emit_error(CliError(exc.message, str(exc)))
+    except ConfigError as exc:
+        ctx.emit_error(CliError(f"Error loading config: {exc}", str(exc)))
     except KeyboardInterrupt:
         return 130
+    return 1
 
 
 def version_text() -> str:

@@ -1,4 +1,10 @@
-"""``pyscale policy get|set|check`` (Headscale v0.27.1 verbs; set needs ``policy.mode: database``)."""
+"""``pyscale policy get | set -f FILE | check -f FILE`` (Headscale v0.27.1).
+
+get prints the stored policy text verbatim (it ignores ``-o``); set works in database mode only
+(the server answers ``update is disabled for modes other than 'database'`` otherwise); check
+parses and validates a file locally, without a server. ``--bypass-grpc-and-access-database-directly``
+is accepted but pyscale still goes through the running server: State is the only writer.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +12,55 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyscale.cli.main import Context
+    from pyscale.cli.context import Context
+
+BYPASS_FLAG = "--bypass-grpc-and-access-database-directly"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    policy = sub.add_parser("policy", help="manage the ACL policy")
+    policy = sub.add_parser("policy", help="Manage the Headscale ACL Policy")
     cmds = policy.add_subparsers(dest="policy_cmd", metavar="COMMAND", required=True)
-    p = cmds.add_parser("get", aliases=["show", "view", "fetch"], help="print the policy in force")
+    p = cmds.add_parser("get", aliases=["show", "view", "fetch"], help="Print the current ACL Policy")
+    p.add_argument(BYPASS_FLAG, action="store_true", dest="bypass", help="accepted; pyscale asks the server")
     p.set_defaults(run=get)
-    p = cmds.add_parser("set", aliases=["put", "update"], help="replace the policy (database mode)")
-    p.add_argument("-f", "--file", required=True)
+    p = cmds.add_parser("set", aliases=["put", "update"], help="Updates the ACL Policy")
+    p.add_argument("-f", "--file", required=True, help="Path to a policy file in HuJSON format")
+    p.add_argument(BYPASS_FLAG, action="store_true", dest="bypass", help="accepted; pyscale asks the server")
     p.set_defaults(run=set_)
-    p = cmds.add_parser("check", help="validate a policy file (syntax, names, its tests) without a server")
-    p.add_argument("-f", "--file", required=True)
+    p = cmds.add_parser("check", help="Check the Policy file for errors")
+    p.add_argument("-f", "--file", required=True, help="Path to a policy file in HuJSON format")
     p.set_defaults(run=check)
 
 
 def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except OSError as exc:
-        from pyscale.cli.main import CliError
+    from pyscale.cli.context import CliError
 
-        raise CliError(f"reading policy file: {exc}") from exc
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise CliError(f"Error opening the policy file: {exc}", str(exc)) from None
 
 
 def get(ctx: Context) -> None:
-    print(ctx.client().call("GET", "/api/v1/policy")["policy"])
+    result = ctx.call("GET", "/api/v1/policy", fail="Failed loading ACL Policy: {}", raw_only=True)
+    print(result["policy"])
 
 
 def set_(ctx: Context) -> None:
-    ctx.client().call("PUT", "/api/v1/policy", {"policy": _read(ctx.args.file)})
+    text = _read(ctx.args.file)
+    ctx.call("PUT", "/api/v1/policy", {"policy": text}, fail="Failed to set ACL Policy: {}", raw_only=True)
     print("Policy updated.")
 
 
 def check(ctx: Context) -> None:
-    from pyscale.cli.main import CliError
-    from pyscale.policy import PolicyError, load_policy
+    from pyscale.api.service import Unknown, check_policy
+    from pyscale.cli.context import CliError
 
+    text = _read(ctx.args.file)
     try:
-        load_policy(_read(ctx.args.file), ctx.args.file)
-    except PolicyError as exc:
-        raise CliError(str(exc)) from exc
+        check_policy(text)
+    except Unknown as exc:
+        message = str(exc).removeprefix("setting policy: ")
+        raise CliError(f"Error parsing the policy file: {message}", message) from None
     print("Policy is valid")

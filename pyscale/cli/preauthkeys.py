@@ -3,67 +3,71 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pyscale.cli.output import local_time, table
+from pyscale.cli.durations import parse_prom_duration
+from pyscale.cli.nodes import string_slice
+from pyscale.cli.output import table, table_time
 from pyscale.tailcfg.timefmt import format_time
 
 if TYPE_CHECKING:
-    from pyscale.cli.main import Context
+    from pyscale.cli.context import Context
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-
-
-def parse_prom_duration(text: str) -> timedelta:
-    """Prometheus duration (``30m``, ``24h``, ``90d``, ``1y``, ``1h30m``)."""
-    import re
-
-    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        from pyscale.cli.main import CliError
-
-        raise CliError(f"invalid duration {text!r} (use e.g. 30m, 24h, 90d)")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+DEFAULT_PRE_AUTH_KEY_EXPIRY = "1h"
+__all__ = ["parse_prom_duration", "register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("preauthkeys", aliases=["preauthkey", "authkey", "pre"], help="manage pre-auth keys")
-    keys.add_argument("-u", "--user", type=int, required=True, help="user id")
+    keys = sub.add_parser("preauthkeys", aliases=["preauthkey", "authkey", "pre"],
+                          help="Handle the preauthkeys in Headscale")
+    keys.add_argument("-u", "--user", type=int, default=0, help="User identifier (ID)")
+    keys.add_argument("-n", "--namespace", default="", help=argparse.SUPPRESS)
     cmds = keys.add_subparsers(dest="keys_cmd", metavar="COMMAND", required=True)
-    p = cmds.add_parser("create", aliases=["c", "new"], help="create a pre-auth key")
-    p.add_argument("--reusable", action="store_true")
-    p.add_argument("--ephemeral", action="store_true")
-    p.add_argument("-e", "--expiration", default="1h")
-    p.add_argument("--tags", default="", help="comma-separated tags (tag:a,tag:b)")
+    p = cmds.add_parser("create", aliases=["c", "new"], help="Creates a new preauthkey in the specified user")
+    p.add_argument("--reusable", action="store_true", help="Make the preauthkey reusable")
+    p.add_argument("--ephemeral", action="store_true", help="Preauthkey for ephemeral nodes")
+    p.add_argument("-e", "--expiration", default=DEFAULT_PRE_AUTH_KEY_EXPIRY,
+                   help="Human-readable expiration of the key (e.g. 30m, 24h)")
+    p.add_argument("--tags", action="append", default=[], help="Tags to automatically assign to node")
     p.set_defaults(run=create)
-    p = cmds.add_parser("list", aliases=["ls", "show"], help="list pre-auth keys")
+    p = cmds.add_parser("list", aliases=["ls", "show"], help="List the preauthkeys for this user")
     p.set_defaults(run=list_)
-    p = cmds.add_parser("expire", aliases=["revoke", "exp", "e"], help="expire a pre-auth key")
-    p.add_argument("key")
+    p = cmds.add_parser("expire", aliases=["revoke", "exp", "e"], help="Expire a preauthkey")
+    p.add_argument("key", metavar="KEY")
     p.set_defaults(run=expire)
+    # -u is a persistent flag in Headscale: accepted after the verb as well
+    for child in {id(c): c for c in cmds.choices.values()}.values():
+        child.add_argument("-u", "--user", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def create(ctx: Context) -> None:
     a = ctx.args
     expiration = datetime.now(UTC) + parse_prom_duration(a.expiration)
     body = {"user": str(a.user), "reusable": a.reusable, "ephemeral": a.ephemeral,
-            "expiration": format_time(expiration), "aclTags": [t for t in a.tags.split(",") if t]}
-    key = ctx.client().call("POST", "/api/v1/preauthkey", body)["preAuthKey"]
+            "expiration": format_time(expiration), "aclTags": string_slice(a.tags)}
+    key = ctx.call("POST", "/api/v1/preauthkey", body, fail="Cannot create Pre Auth Key: {}\n",
+                   raw_only=True)["preAuthKey"]
     ctx.emit(key, key["key"])
 
 
 def list_(ctx: Context) -> None:
-    keys = ctx.client().call("GET", "/api/v1/preauthkey", query={"user": str(ctx.args.user)})["preAuthKeys"]
+    keys = ctx.call("GET", "/api/v1/preauthkey", query={"user": str(ctx.args.user)},
+                    fail="Error getting the list of keys: {}", raw_only=True)["preAuthKeys"]
+    if ctx.output:
+        ctx.emit(keys, "")
+        return
     rows = [["ID", "Key", "Reusable", "Ephemeral", "Used", "Expiration", "Created", "Tags"]]
     for k in keys:
-        rows.append([k["id"], k["key"], _b(k["reusable"]), _b(k["ephemeral"]), _b(k["used"]),
-                     local_time(k["expiration"]) or "N/A", local_time(k["createdAt"]), ", ".join(k["aclTags"])])
-    ctx.emit(keys, table(rows))
+        expiration = table_time(k["expiration"]) if k["expiration"] else "-"
+        rows.append([k["id"], k["key"], _b(k["reusable"]), _b(k["ephemeral"]), _b(k["used"]), expiration,
+                     table_time(k["createdAt"]), ",".join(k["aclTags"])])
+    print(table(rows))
 
 
 def expire(ctx: Context) -> None:
-    result = ctx.client().call("POST", "/api/v1/preauthkey/expire", {"user": str(ctx.args.user), "key": ctx.args.key})
+    result = ctx.call("POST", "/api/v1/preauthkey/expire", {"user": str(ctx.args.user), "key": ctx.args.key},
+                      fail="Cannot expire Pre Auth Key: {}\n", raw_only=True)
     ctx.emit(result, "Key expired")
 
 

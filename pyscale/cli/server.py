@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -79,11 +78,8 @@ def version(ctx: Context) -> int:
 
 
 def health(ctx: Context) -> int:
-    result = ctx.client().call("GET", "/api/v1/health")
-    if ctx.output:
-        print(json.dumps(result))
-    else:
-        print("")
+    result = ctx.call("GET", "/api/v1/health", fail="Error checking health")
+    ctx.emit(result, "")
     return 0 if result.get("databaseConnectivity") else 1
 
 

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from pyscale.control.ts2021 import H2Request, H2Response
 from pyscale.mapper.build import Mapper
-from pyscale.mapper.session import MapSession
+from pyscale.mapper.session import KEEPALIVE_FRAME, MapSession
+from pyscale.metrics import observe_map_stream
 from pyscale.state.model import Node
 from pyscale.state.names import sanitize_hostname, to_given_name, unique_given_name
 from pyscale.state.registration import Registrar
@@ -94,7 +95,8 @@ class MachineHandlers:
         sub = self.state.bus.subscribe()  # before the full map, so no change falls in between
         self.state.connect(node_id)
         try:
-            async for message in MapSession(self.mapper, node_id, cap, sub).messages():
+            session = MapSession(self.mapper, node_id, cap, sub).messages()
+            async for message in observe_map_stream(session, KEEPALIVE_FRAME):  # latency histograms
                 yield message
         finally:
             sub.close()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pyscale import __version__
+from pyscale.api import pages
 from pyscale.control import ts2021
 from pyscale.control.http1 import HIJACKED, Request, Response
 from pyscale.keys import MachinePublic, NodePublic, PrivateKey
+from pyscale.metrics import observe_request
 
 log = logging.getLogger("pyscale.routes")
 
@@ -32,6 +35,7 @@ class RouterDeps:
     derpmap: Callable[[], dict[str, object]]
     derp: Route | None = None  # /derp upgrade + probes, when the embedded relay is on
     api: Route | None = None  # /api/v1
+    server_url: str = ""  # for the client set-up pages; empty: taken from the request's Host
 
 
 class Router:
@@ -40,6 +44,14 @@ class Router:
         self.trusted = trusted  # unix socket: the CLI, no API key needed
 
     async def __call__(self, req: Request) -> Response:
+        if self.trusted:
+            return await self.route(req)
+        started = time.monotonic()
+        resp = await self.route(req)
+        observe_request(req.method, req.path, resp.status, time.monotonic() - started)
+        return resp
+
+    async def route(self, req: Request) -> Response:
         path = req.path
         if path == "/key":
             return self.key(req)
@@ -59,8 +71,10 @@ class Router:
             return register_page(m.group(1))
         if (path.startswith("/derp") or path == "/generate_204") and self.deps.derp is not None:
             return await self.deps.derp(req)
-        if path.startswith("/api/v1/") and self.deps.api is not None:
-            return await self.deps.api(req)
+        if (path == "/api" or path.startswith("/api/")) and self.deps.api is not None:
+            return await self.deps.api(req)  # the whole /api subtree is behind the API key, as in Headscale
+        if pages.is_page(path):
+            return pages.handle(req, self.deps.server_url or f"http://{req.header('host', 'localhost')}")
         return Response(404)
 
     def key(self, req: Request) -> Response:

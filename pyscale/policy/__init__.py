@@ -7,7 +7,7 @@ API (stable; everything else in the package is internal):
     load_policy(text: str, filename: str = "<policy>", users: Iterable[PolicyUser] = (),
                 nodes: Iterable[PolicyNode] = (), domains: Iterable[str] | None = None) -> Policy | None
         Parse HuJSON, validate strictly, and run the policy's `tests` / `sshTests` against the given
-        (current) users and nodes: test sources/destinations resolve to real nodes, so pass the topology.
+        (current) users and nodes; names with no node get a hypothetical one, so an empty topology works.
         `user:*@d` / `localpart:*@d` must name one of `domains` (default: the users' email domains).
         Empty text -> None (= no policy: allow all, everyone sees everyone).
         Raises PolicyError (str: "file:line:col: message"); PolicyTestError (a PolicyError) names the
@@ -33,8 +33,25 @@ API (stable; everything else in the package is internal):
         requested tags (the caller then passes allowed tags in PolicyNode.tags)
 
 Inputs: PolicyUser(id, name, email) and PolicyNode(id, user_id, ips, tags, hostname, routes) where `tags`
-are the node's effective tags and `routes` its approved routes (exit routes included). Results are cached:
-treat returned lists/dicts/sets as read-only.
+are the node's effective tags (a tagged node is not matched by its user's aliases, as in v0.27.1) and
+`routes` its approved routes (exit routes included). Results are cached: treat returned lists and dicts as
+read-only (peers_for returns a fresh set). `update_node` of a node whose user, tags and addresses are
+unchanged (new hostname, routes no alias cares about) returns just {node.id}.
+
+Typical use by State:
+
+    policy = load_policy(text, path, users, nodes)            # PolicyError -> keep the old one
+    cp = compile_policy(policy, users, nodes)
+    cp.auto_approved_routes(node.id, announced)               # -> approve, then update_node(...)
+    map: PacketFilters={"base": cp.filter_for(id)}, Peers=cp.peers_for(id), SSHPolicy=cp.ssh_for(id)
+    node changed: for i in cp.update_node(PolicyNode(...)): push a map update to i
+
+Output follows Headscale v0.27.1 (one FilterRule per ACL entry, IPProto [6, 17] by default and [1, 58] for
+icmp, CIDR strings, `*` = 0.0.0.0/0 + ::/0, `check` SSH rules behave like accept); where v0.27.1 is looser
+than Tailscale SaaS, SaaS is followed (a rule names only the receiving node's own addresses; a prefix does
+not pull in a node's other address; nodes routing a source or destination prefix count as peers). Beyond
+v0.27.1 and accepted on purpose: IP-only `grants`, `tests`/`sshTests`, `user:*@domain`, `localpart:*@domain`,
+`acceptEnv`. tests/policy/KNOWN_DIFFERENCES.md lists what is compared against SaaS and how.
 """
 
 from collections.abc import Iterable

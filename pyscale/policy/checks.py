@@ -1,9 +1,10 @@
 """Tailscale's `tests` and `sshTests` policy sections, evaluated against the compiled policy.
 
 A test names one source (an alias or IP) and destinations; it holds when every address of the source may
-(accept) or may not (deny) reach every destination address on the given port. As in Tailscale SaaS a test
-destination must be one port on concrete hosts (nodes, or a single IP): port lists, ranges, `*`, CIDRs and
-aliases that resolve to nothing make the test fail. SSH tests check the login names each source may use on
+(accept) or may not (deny) reach every destination address on the given port. Users, groups and tags with
+no node today get a hypothetical one (hypothetical.py), so tests also run on a fresh server. As in Tailscale
+SaaS a test destination must be one port on concrete hosts (nodes, or a single IP): port lists, ranges, `*`,
+CIDRs and undefined names make the test fail. SSH tests check the login names each source may use on
 each destination node (`accept`, `check`) or may not (`deny`); `check` rules count as allowed.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from .aliases import Alias, Kind, parse_alias, parse_destination, parse_network
 from .compiler import CompiledPolicy, compile_policy
 from .errors import PolicyTestError
+from .hypothetical import hypothetical
 from .ipset import Interval, addr_key, parse_range
 from .model import AclTest, Policy, SshTest
 from .topology import PolicyNode, PolicyUser
@@ -32,7 +34,11 @@ def check_policy_tests(policy: Policy, users: Iterable[PolicyUser], nodes: Itera
     """Raise PolicyTestError naming the first `tests`/`sshTests` entry that does not hold."""
     if not policy.tests and not policy.ssh_tests:
         return
-    cp = compiled or compile_policy(policy, users, nodes)
+    users, nodes = list(users), list(nodes)
+    extra_users, extra_nodes = hypothetical(policy, users, nodes)
+    if compiled is None or extra_nodes:
+        compiled = compile_policy(policy, users + extra_users, nodes + extra_nodes)
+    cp = compiled
     ev = _Evaluator(cp)
     for test in policy.tests:
         try:

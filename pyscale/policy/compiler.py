@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .aliases import ALL_PORTS, Alias, Network
+from .aliases import ALL_PORTS, Alias, Kind, Network
 from .index import NodeIndex
 from .ipset import Interval, contains, merge, overlaps, to_cidrs
 from .model import AclRule, Policy
@@ -28,6 +28,10 @@ from .topology import EXIT_ROUTES, NodeView, PolicyNode, PolicyUser
 ANY_CIDRS = ["0.0.0.0/0", "::/0"]
 ALLOW_ALL: list[dict[str, Any]] = [
     {"SrcIPs": ["*"], "DstPorts": [{"IP": "*", "Ports": {"First": ALL_PORTS[0], "Last": ALL_PORTS[1]}}]}]
+
+
+# Rule targets by user id, by tag, and by kind ("any" = membership decided per node), see _targets_of.
+_Lookup = tuple[dict[int, list[Target]], dict[str, list[Target]], dict[str, list[Target]]]
 
 
 @dataclass
@@ -62,6 +66,7 @@ class CompiledPolicy:
         self._stale_filter: set[int] = set()
         self._stale_ssh: set[int] = set()
         self._rules_of: dict[int, tuple[list[int], list[int]]] = {}
+        self._lookup: _Lookup | None = None
         if policy is not None and policy.acls is not None:
             self.rules = [self._rule(acl) for acl in policy.acls]
         for k, rule in enumerate(self.rules):
@@ -150,11 +155,14 @@ class CompiledPolicy:
     def update_node(self, node: PolicyNode) -> set[int]:
         """Add or replace one node; returns ids whose filter, peers or SSH policy may have changed."""
         old = self.nodes.get(node.id)
-        affected = self._related(node.id) if old is not None else set()
         view = NodeView(node)
+        same_identity = old is not None and (old.user_id, old.tags, old.ip_keys) == (
+            view.user_id, view.tags, view.ip_keys)
+        affected = self._related(node.id) if old is not None else set()
         self.index.add(view)
         ips_changed = old is None or old.ip_keys != view.ip_keys
         exit_changed = (old is not None and old.is_exit) != view.is_exit
+        any_changed = False
         for t in self.targets.values():
             before = (node.id in t.nodes, node.id in t.inside, node.id in t.route_nodes)
             if self.resolver is not None:
@@ -163,7 +171,14 @@ class CompiledPolicy:
             if (before != after or (ips_changed and (before[0] or after[0])) or (t.wildcard and old is None)
                     or (t.internet and exit_changed)):
                 self._target_changed(t, node.id, any(after))
+                any_changed = True
         self._rules_of.pop(node.id, None)
+        self._peers.pop(node.id, None)  # before _related below, which reads it
+        if same_identity and not any_changed:
+            # Same user, tags and addresses, no membership moved (e.g. a new hostname, or routes that no
+            # alias cares about): only the node's own filter (its routed destinations) can differ.
+            self._drop({node.id})
+            return {node.id}
         affected |= self._related(node.id) | {node.id}
         self._drop(affected)
         return affected
@@ -233,13 +248,50 @@ class CompiledPolicy:
                 t.mask = m | self.index.mask(self.index.exits) if t.internet else m
         return t.mask
 
+    def _targets_of(self, node: NodeView) -> list[Target]:
+        """Rule targets that may contain this node, found through the lookup tables instead of a scan of
+        every target (the caller still checks membership)."""
+        if self._lookup is None:
+            self._lookup = self._build_lookup()
+        by_user, by_tag, by_kind = self._lookup
+        out = list(by_kind["any"])
+        if node.tagged:
+            out += by_kind["tagged"]
+            for tag in node.tags:
+                out += by_tag.get(tag, ())
+        else:
+            out += by_kind["member"]
+            if node.user_id is not None:
+                out += by_user.get(node.user_id, ())
+        return out
+
+    def _build_lookup(self) -> _Lookup:
+        by_user: dict[int, list[Target]] = {}
+        by_tag: dict[str, list[Target]] = {}
+        by_kind: dict[str, list[Target]] = {"any": [], "tagged": [], "member": []}
+        for name in self._by_target:
+            t = self.targets[name]
+            kind = t.alias.kind
+            if kind is Kind.TAG:
+                by_tag.setdefault(t.alias.name, []).append(t)
+            elif kind in (Kind.USER, Kind.GROUP) and self.resolver is not None:
+                for uid in self.resolver.users_of(t.alias):
+                    by_user.setdefault(uid, []).append(t)
+            elif t.alias.name == "autogroup:member":
+                by_kind["member"].append(t)
+            elif t.alias.name == "autogroup:tagged":
+                by_kind["tagged"].append(t)
+            elif not t.self_:
+                by_kind["any"].append(t)  # `*`, prefixes, hosts, internet: membership is per node
+        return by_user, by_tag, by_kind
+
     def rules_of(self, node: NodeView) -> tuple[list[int], list[int]]:
         """Indexes of the rules naming this node as a source, and as a (non-self) destination."""
         cached = self._rules_of.get(node.id)
         if cached is None:
             src: set[int] = set()
             dst: set[int] = set()
-            for t in self.targets.values():
+            for t in self._targets_of(node):
                 if t.has_member(node):
                     for k in self._by_target.get(t.alias.name, ()):
                         rule = self.rules[k]

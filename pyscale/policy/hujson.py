@@ -221,6 +221,8 @@ def is_blank(text: str) -> bool:
 def parse(text: str, filename: str = "<policy>") -> tuple[Any, Positions]:
     """Parse HuJSON text into (value, positions). Raises PolicyError naming file, line and column."""
     p = _Parser(text, filename)
+    if text.startswith("\ufeff"):
+        p.i = 1  # a UTF-8 byte order mark some editors write
     val = p.value((), 0)
     p.skip()
     if p.i != len(p.s):

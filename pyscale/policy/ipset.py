@@ -44,21 +44,6 @@ def contains(outer: Interval, inner: Interval) -> bool:
     return outer[0] <= inner[0] and inner[1] <= outer[1]
 
 
-def intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
-    """Intersection of two merged, sorted interval lists."""
-    out = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
 def subtract(a: list[Interval], b: list[Interval]) -> list[Interval]:
     """a minus b, both merged and sorted."""
     out = []

@@ -31,7 +31,8 @@ from .errors import PolicyError
 from .hujson import Path, Positions, is_blank, parse
 
 MAX_CHECK_PERIOD_S = 168 * 3600  # Tailscale's upper bound for SSH checkPeriod
-_TAG_NAME = re.compile(r"^tag:[A-Za-z][A-Za-z0-9_-]*$")
+# SaaS: "tag names must start with a letter"; the rest is left free so v0.27.1 policies keep loading.
+_TAG_NAME = re.compile(r"^tag:[A-Za-z][^\s:]*$")
 _GO_DURATION = re.compile(r"^([-+]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
 _GO_UNIT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -273,8 +274,8 @@ class _Refs:
             self.check_domain(alias.name, path)
 
     def check_domain(self, text: str, path: Path) -> None:
-        """`user:*@domain` / `localpart:*@domain`: a plain lowercase domain. Whether some user has it is
-        checked against the users at load (`domains_in_use`)."""
+        """`user:*@domain` / `localpart:*@domain`: a plain lowercase domain. Whether it is the tailnet's is
+        checked against the users at load (`Policy.check_domains`)."""
         domain = text.rpartition("@")[2]
         if domain and (domain != domain.lower() or "*" in domain or "@" in domain):
             raise self.ld.err(f"{domain} is not associated with this Tailnet and cannot be used in "

@@ -62,6 +62,10 @@ class Resolver:
         self.users = users
         self.user_ids: dict[str, frozenset[int]] = {}
         self.group_ids: dict[str, frozenset[int]] = {}
+        self._by_text: dict[str, set[int]] = {}  # email or name -> user ids
+        for u in users.values():
+            for text in {u.email, u.name} - {""}:
+                self._by_text.setdefault(text, set()).add(u.id)
 
     def _user_ids(self, token: str) -> frozenset[int]:
         """Users an `x@...` token names. `user:*@domain` names every user of that email domain; otherwise
@@ -70,7 +74,8 @@ class Resolver:
             domain = token[len("user:*@"):]
             return frozenset(u.id for u in self.users.values() if u.email.rpartition("@")[2] == domain)
         bare = token[:-1] if token.endswith("@") else token
-        hits = [u.id for u in self.users.values() if token in (u.email, u.name) or u.name == bare]
+        by_name = {i for i in self._by_text.get(bare, ()) if self.users[i].name == bare}
+        hits = self._by_text.get(token, set()) | by_name
         return frozenset(hits) if len(hits) == 1 else frozenset()
 
     def users_of(self, alias: Alias) -> frozenset[int]:

@@ -218,14 +218,6 @@ class State:
         await self.db.delete_apikey(key_id)
         self.apikeys.pop(key_id, None)
 
-    # ---- policy (database mode) ----------------------------------------------------------
-
-    async def stored_policy(self) -> str:
-        return await self.db.load_policy() or ""
-
-    async def store_policy(self, text: str) -> None:
-        await self.db.insert_policy(text)  # Headscale appends a row per change; the newest wins
-
     # ---- nodes ---------------------------------------------------------------------------
 
     def taken_given_names(self, except_id: int | None = None) -> set[str]:
@@ -350,3 +342,69 @@ class State:
         if self.is_ephemeral(node):
             self._schedule_ephemeral_gc(node_id)
 
+
+    # ---- admin operations (REST v1 / CLI: move, tags, routes, backfill, policy) -----------
+
+    async def move_node(self, node_id: int, user_id: int) -> Node:
+        """``nodes move``: the node keeps its id, keys and addresses; only the owner changes."""
+        self.user(user_id)
+        node = await self.modify_node(node_id, user_id=user_id)
+        self.bus.publish(FullUpdate("node moved to another user"))  # user profiles and policy may change
+        return node
+
+    async def set_node_tags(self, node_id: int, tags: list[str]) -> Node:
+        """``nodes tag``: replace the forced tags (Headscale stores them as given, in order)."""
+        node = await self.modify_node(node_id, forced_tags=list(tags))
+        self.bus.publish(FullUpdate("node tags changed"))  # tags change filters and peer sets
+        return node
+
+    async def set_approved_routes(self, node_id: int, routes: list[str]) -> Node:
+        """``nodes approve-routes``: routes already normalised (sorted, exit routes paired)."""
+        node = await self.modify_node(node_id, approved_routes=list(routes))
+        self.bus.publish(FullUpdate("approved routes changed"))  # primaries and every peer's routes
+        return node
+
+    async def backfill_node_ips(self) -> list[str]:
+        """Match every node's addresses to the configured prefixes: assign a missing family, drop an
+        address whose family is no longer configured. One message per change, Headscale's wording."""
+        has_v4 = getattr(self.ipam, "_v4", None) is not None  # families the allocator was configured with
+        has_v6 = getattr(self.ipam, "_v6", None) is not None
+        changes: list[str] = []
+        async with self._write_lock:
+            for node_id in sorted(self.nodes):
+                node = self.nodes[node_id]
+                v4, v6 = node.ipv4, node.ipv6
+                if (v4 is None and has_v4) or (v6 is None and has_v6):
+                    new4, new6 = self.ipam.allocate()
+                    self.ipam.release([a for a, keep in ((new4, v4 is None), (new6, v6 is None)) if not keep])
+                    if v4 is None and new4 is not None:
+                        changes.append(f'assigned IPv4 "{new4}" to Node({node_id}) "{node.hostname}"')
+                        v4 = new4
+                    if v6 is None and new6 is not None:
+                        changes.append(f'assigned IPv6 "{new6}" to Node({node_id}) "{node.hostname}"')
+                        v6 = new6
+                if v4 is not None and not has_v4:
+                    changes.append(f'removing IPv4 "{v4}" from Node({node_id}) "{node.hostname}"')
+                    v4 = None
+                if v6 is not None and not has_v6:
+                    changes.append(f'removing IPv6 "{v6}" from Node({node_id}) "{node.hostname}"')
+                    v6 = None
+                if (v4, v6) != (node.ipv4, node.ipv6):
+                    await self.update_node(replace(node, ipv4=v4, ipv6=v6))
+        return changes
+
+    async def ping_database(self) -> bool:
+        ping = getattr(self.db, "ping", None)
+        return bool(await ping()) if ping is not None else True
+
+    async def policy_text(self) -> tuple[str | None, datetime | None]:
+        """The policy stored in the database (policy.mode: database) and when pyscale last set it."""
+        return await self.db.load_policy(), getattr(self, "_policy_updated_at", None)
+
+    async def set_policy_text(self, text: str) -> datetime:
+        """Store a new policy version (Headscale keeps every version; the newest row is current)."""
+        async with self._write_lock:
+            await self.db.insert_policy(text)
+            self._policy_updated_at = utcnow()
+        self.bus.publish(FullUpdate("policy changed"))
+        return self._policy_updated_at

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# relay_helpers sits next to the tests; make it importable under any pytest import mode
+sys.path.insert(0, str(Path(__file__).parent))
 
 VECTOR_PATH = Path(__file__).parent / "vectors" / "derp-tailcat.json"
 

@@ -266,3 +266,13 @@ def test_random_input_never_raises() -> None:
             pos += step
         assert sum(isinstance(e, protocol.ConnectionClosed) for e in events) <= 1
         client.receive_data(data)  # the client parser obeys the same invariant
+
+
+def test_data_buffered_during_verification_is_bounded() -> None:
+    server, client, _ = _pair()  # paused after ClientInfo, before accept()
+    chunk = frames.send_packet(bytes(32), bytes(60_000))
+    events: list[protocol.Event] = []
+    for _ in range(protocol.MAX_PENDING_BYTES // len(chunk) + 2):
+        events += server.receive_data(chunk)
+    assert len(events) == 1 and isinstance(events[0], protocol.ConnectionClosed)
+    assert "before the handshake" in events[0].reason and server.is_closed

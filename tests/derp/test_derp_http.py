@@ -89,3 +89,16 @@ def test_one_region_map_shape(derp_vector: dict[str, Any]) -> None:
     # the same map tailcat was fed when the vector was captured
     served = derp_vector["derpmap_fetches"][0]["raw_response_text"].split("\r\n\r\n", 1)[1]
     assert json.dumps(m) == served
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_meta_cert_carries_key_and_version() -> None:
+    x509 = pytest.importorskip("cryptography.x509")
+    from derp.metacert import chain_with_meta_cert
+
+    pub = bytes(range(32))
+    chain = chain_with_meta_cert(b"-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n", pub)
+    assert chain.startswith(b"-----BEGIN CERTIFICATE-----\nleaf\n") and chain.count(b"BEGIN CERTIFICATE") == 2
+    meta = x509.load_pem_x509_certificate(chain[chain.index(b"-----END CERTIFICATE-----") + 26:])
+    cn = meta.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert cn == "derpkey" + pub.hex() and meta.serial_number == 2

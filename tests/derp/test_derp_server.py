@@ -122,6 +122,17 @@ async def test_connection_limit_and_fast_start() -> None:
 
 
 @pytest.mark.asyncio
+async def test_accept_rate_limit() -> None:
+    async with running_relay(limits=Limits(accept_per_second=0.001, accept_burst=2)) as relay:
+        first, second = await _connect(relay.url), await _connect(relay.url)
+        with pytest.raises(DerpClientError):
+            await _connect(relay.url)
+        assert relay.server.stats()["connections_closed_accept_rate_limited_total"] == 1
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.asyncio
 async def test_ping_pong_keepalive_and_idle_timeout() -> None:
     limits = Limits(idle_timeout=30.0, keepalive_interval=10.0, keepalive_jitter=0.0,
                     housekeeping_interval=3600)
@@ -305,3 +316,29 @@ async def test_health_and_restarting_frames() -> None:
         assert (restarting.reconnect_in_ms, restarting.try_for_ms) == (500, 10_000)
         await c.wait_closed_by_server()
         await c.close()
+
+
+@pytest.mark.asyncio
+async def test_frames_right_behind_client_info_are_relayed() -> None:
+    """Go clients send NotePreferred/SendPacket without waiting for ServerInfo: those bytes sit behind
+    ClientInfo (in the core, then in the StreamReader at the protocol take-over) and must not be lost."""
+    async with running_relay() as relay:
+        peer = await _connect(relay.url)
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(b"GET /derp HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        conn = protocol.ClientConnection(os.urandom(32))
+        conn.receive_data(await reader.readexactly(45))  # ServerKey frame
+        conn.note_preferred(True)
+        conn.send_packet(peer.public_key, b"early")
+        conn.ping(b"earlyyy!")
+        writer.write(conn.data_to_send())
+        got = await peer.recv_packet()
+        assert (got.src, bytes(got.packet)) == (conn.public_key, b"early")
+        events: list[protocol.Event] = []
+        while not any(isinstance(e, protocol.PongReceived) for e in events):
+            events += conn.receive_data(await asyncio.wait_for(reader.read(4096), 10))
+        assert isinstance(events[0], protocol.ServerInfoReceived)
+        assert relay.server.stats()["home_connections_current"] == 1
+        writer.close()
+        await peer.close()

@@ -28,6 +28,7 @@ def test_ipv4_response_bytes() -> None:
     attr = bytes.fromhex("0020" "0008" "0001" "a147" "e112a643")
     expected = bytes.fromhex("0101" "000c" "2112a442") + TXID + attr
     assert stun.binding_response(TXID, "192.0.2.1", 0x8055) == expected
+    assert stun.binding_response(TXID, "192.0.2.1", 0x8055) == expected  # again, via the address cache
     assert stun.parse_binding_response(expected) == (TXID, "192.0.2.1", 0x8055)
     # a v4-mapped IPv6 source is answered as IPv4 (family 1)
     assert stun.binding_response(TXID, "::ffff:192.0.2.1", 0x8055) == expected

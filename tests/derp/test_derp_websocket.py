@@ -71,6 +71,7 @@ async def test_websocket_client_relays_to_plain_client() -> None:
             received += await ws_events()
         packet = next(e for e in received if isinstance(e, protocol.RecvPacket))
         assert bytes(packet.packet) == b"to the browser"
+        assert relay.server.stats()["websocket_connections_total"] == 1
         writer.write(websocket.encode_frame(websocket.OP_CLOSE, b"\x03\xe8", mask))
         await asyncio.wait_for(reader.read(), 10)  # server closes after a close frame
         writer.close()

@@ -136,6 +136,15 @@ def test_failing_policy_test_refuses_the_policy_and_names_it(extra: str) -> None
     assert (info.value.filename, info.value.line) == ("t.hujson", 7)
 
 
+def test_policy_tests_run_without_nodes_on_hypothetical_ones() -> None:
+    """A fresh server (no users, no nodes) still runs the tests: names get hypothetical nodes."""
+    assert load_policy(TESTED % "", "t.hujson") is not None
+    with pytest.raises(PolicyTestError, match="test 1 "):
+        load_policy(TESTED % '{"src": "bob@example.com", "accept": ["alice@example.com:22"]}', "t.hujson")
+    with pytest.raises(PolicyTestError, match="not defined"):
+        load_policy(TESTED % '{"src": "tag:nope", "accept": ["alice@example.com:22"]}', "t.hujson")
+
+
 def test_failing_ssh_test_is_named() -> None:
     text = TESTED.replace('"deny": ["root"]', '"deny": ["ubuntu"]') % ""
     with pytest.raises(PolicyTestError, match="sshTest 0"):

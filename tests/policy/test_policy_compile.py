@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -144,7 +145,7 @@ def snapshot(cp: CompiledPolicy) -> dict[int, Any]:
                 json.dumps(cp.ssh_for(i), sort_keys=True)) for i in sorted(cp.nodes)}
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(10))
 def test_incremental_updates_equal_a_fresh_compile(seed: int) -> None:
     """Invariant: after any sequence of update_node/remove_node, every node's filter, peers and SSH policy
     equal those of a fresh compile of the same topology, and every node whose output changed was reported."""
@@ -158,6 +159,11 @@ def test_incremental_updates_equal_a_fresh_compile(seed: int) -> None:
         if rnd.random() < 0.2 and i in nodes:
             del nodes[i]
             affected = cp.remove_node(i)
+        elif i in nodes and rnd.random() < 0.3:  # same identity: new hostname and/or routes
+            routes = rnd.choice([(), (net("10.2.0.0/16"),), (net("0.0.0.0/0"), net("::/0"))])
+            nodes[i] = replace(nodes[i], hostname=f"renamed{_step}",
+                               routes=routes if rnd.random() < 0.5 else nodes[i].routes)
+            affected = cp.update_node(nodes[i])
         else:
             nodes[i] = random_node(rnd, i)
             affected = cp.update_node(nodes[i])

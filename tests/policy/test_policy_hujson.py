@@ -64,6 +64,10 @@ def test_errors_name_file_line_column(text: str, line: int, col: int, fragment: 
     assert str(err).startswith(f"bad.hujson:{line}:{col}: ")
 
 
+def test_byte_order_mark_is_skipped() -> None:
+    assert parse("\ufeff{\"a\": 1}")[0] == {"a": 1}
+
+
 def test_nesting_limit() -> None:
     with pytest.raises(PolicyError, match="nesting deeper"):
         parse("[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2))
