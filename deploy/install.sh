@@ -80,7 +80,7 @@ if [ ! -e "$ROOT$CONF_DIR/config.yaml" ]; then
     install -m 640 -o "$UID_NUM" -g "$GID_NUM" "$HERE/config.yaml" "$ROOT$CONF_DIR/config.yaml"
     say "wrote $CONF_DIR/config.yaml from the template: set server_url before exposing it"
 fi
-[ -e "$ROOT$DATA_DIR/db.sqlite" ] && chmod 600 "$ROOT$DATA_DIR/db.sqlite"
+if [ -e "$ROOT$DATA_DIR/db.sqlite" ]; then chmod 600 "$ROOT$DATA_DIR/db.sqlite"; fi
 install -d -m 700 -o "$UID_NUM" -g "$GID_NUM" "$ROOT$BACKUP_DIR"
 
 # ---- 3. the venv under /opt (never under /root: ProtectHome=true hides it from the service) --------
@@ -135,8 +135,12 @@ PYEOF
 else
     # shellcheck disable=SC2086
     "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade $PIP_ARGS "$SRC"
-    # pip wrote $ROOT into the scripts' #! lines; inside the root they live at $VENV.
-    [ -n "$ROOT" ] && sed -i "1s|^#!$ROOT$VENV/|#!$VENV/|" "$ROOT$VENV"/bin/*
+fi
+# venv and pip wrote $ROOT into the #! lines and activate scripts; inside the root they live at $VENV.
+if [ -n "$ROOT" ]; then
+    for f in "$ROOT$VENV"/bin/*; do
+        if [ -f "$f" ] && [ ! -L "$f" ] && grep -qI "$ROOT$VENV" "$f"; then sed -i "s|$ROOT$VENV|$VENV|g" "$f"; fi
+    done
 fi
 "$ROOT$VENV/bin/python" -m compileall -q "$SITE/pyscale" "$SITE/derp" >/dev/null || true
 mkdir -p "$ROOT$VENV/share/deploy"
@@ -190,14 +194,14 @@ fi
 # ---- 6. systemd ---------------------------------------------------------------------------------
 if [ -n "$ROOT" ]; then
     systemctl --root="$ROOT" enable "$UNIT" >/dev/null 2>&1 || say "could not enable $UNIT in $ROOT"
-    [ "$BACKUP_TIMER" = 1 ] && systemctl --root="$ROOT" enable pyscale-backup.timer >/dev/null 2>&1
+    if [ "$BACKUP_TIMER" = 1 ]; then systemctl --root="$ROOT" enable pyscale-backup.timer >/dev/null 2>&1; fi
     say "installed into $ROOT ($UNIT enabled, not started)"
     exit 0
 fi
 [ -d /run/systemd/system ] || die "systemd is not running here: the files are in place, start $UNIT yourself"
 systemctl daemon-reload
 systemctl enable "$UNIT" >/dev/null 2>&1
-[ "$BACKUP_TIMER" = 1 ] && systemctl enable --now pyscale-backup.timer >/dev/null 2>&1
+if [ "$BACKUP_TIMER" = 1 ]; then systemctl enable --now pyscale-backup.timer >/dev/null 2>&1; fi
 if [ "$START" = 1 ]; then
     # restart (not start) so an upgrade, or the drop-in over a running Headscale, takes effect now
     systemctl restart "$UNIT"

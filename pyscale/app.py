@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -262,11 +263,8 @@ class App:
         The new state is built completely before anything is swapped, so a failure leaves the old
         state serving; keys that need a restart (listeners, database, keys) are only logged.
         """
-        cfg = new_cfg or self.cfg
-        for name in RESTART_ONLY_KEYS:
-            if getattr(cfg, name) != getattr(self.cfg, name):
-                log.warning("reload: %s changed; it takes effect at the next restart", name)
-        old_cfg, self.cfg = self.cfg, cfg
+        old_cfg = self.cfg
+        self.cfg = _live_part(new_cfg or old_cfg, old_cfg)
         try:
             derp_map = await self._build_derpmap()
             ctx = self._map_context()
@@ -336,6 +334,17 @@ async def serve(cfg: Config, ready: Callable[[App], None] | None = None,
         loop.remove_signal_handler(signal.SIGHUP)
         await systemd.stop_watchdog(watchdog)
         await app.stop()
+
+
+def _live_part(new: Config, running: Config) -> Config:
+    """``new`` with every restart-only setting kept as it runs (bound sockets, open files, loaded keys)."""
+    kept = {name: getattr(running, name) for name in RESTART_ONLY_KEYS}
+    kept["derp"] = dataclasses.replace(new.derp, server=running.derp.server)  # the relay and STUN keep running
+    changed = [name for name in RESTART_ONLY_KEYS if getattr(new, name) != getattr(running, name)]
+    changed += ["derp.server"] if new.derp.server != running.derp.server else []
+    for name in changed:
+        log.warning("reload: %s changed; it takes effect at the next restart", name)
+    return dataclasses.replace(new, **kept)
 
 
 def _spawn(tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:

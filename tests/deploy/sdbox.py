@@ -81,11 +81,13 @@ class SystemdBox:
         script.write_text(INNER)
         out = open(self.console, "wb")  # noqa: SIM115 - owned by the process
         # Join the new cgroup first so the manager's cgroup namespace is rooted there.
-        cmd = ["sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec unshare --pid --fork --mount --uts '
-               f'--cgroup --propagation private sh {script} {self.base} {uuid.uuid4().hex} "{" ".join(MASKED)}" '
-               f'"{REPO}"']
+        # --kill-child plus a parent-death signal: if the test process dies without down(), unshare gets
+        # SIGKILL, then PID 1, and with it every process of the box.
+        cmd = ["sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec unshare --kill-child --pid --fork '
+               f'--mount --uts --cgroup --propagation private sh {script} {self.base} {uuid.uuid4().hex} '
+               f'"{" ".join(MASKED)}" "{REPO}"']
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         out.close()
         try:
             self.pid1 = self._wait_pid1()
@@ -182,6 +184,13 @@ class SystemdBox:
             except OSError:
                 time.sleep(0.1)  # processes still leaving
         raise RuntimeError(f"could not remove {self.cgroup}")
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class _suppress:

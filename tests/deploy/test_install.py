@@ -96,6 +96,8 @@ def test_fresh_install_layout(tmp_path: Path) -> None:
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/pyscale.service").endswith(
         "/etc/systemd/system/pyscale.service")
     assert (root / "opt/pyscale/bin/pyscale").read_text().startswith("#!/opt/pyscale/bin/python\n")
+    leaks = subprocess.run(["grep", "-rlI", str(root), str(root / "opt/pyscale/bin")], capture_output=True, text=True)
+    assert leaks.stdout == ""  # no file in the venv's bin/ names the temp root
     res = subprocess.run([str(root / "opt/pyscale/bin/python"), "-m", "pyscale.cli.main", "-c",
                           str(root / "etc/headscale/config.yaml"), "configtest"], capture_output=True, text=True,
                          timeout=60)

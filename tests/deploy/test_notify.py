@@ -91,7 +91,16 @@ def test_ready_watchdog_reload_stopping_exit0(tmp_path: Path) -> None:
         manager.wait_for("READY=1")
         wait_until("reload logged", lambda: "reloaded: DERP map" in srv.log(), timeout=10)
 
-        srv.config.write_text(srv.config.read_text() + "bogus_key: [unclosed\n")
+        good = srv.config.read_text()
+        srv.config.write_text(good.replace(f"{srv.root}/pyscale.sock", f"{srv.root}/moved.sock"))
+        proc.send_signal(signal.SIGHUP)
+        manager.wait_for("RELOADING=1")
+        manager.wait_for("READY=1")
+        wait_until("restart-only key reported", lambda: "unix_socket changed; it takes effect at the next restart"
+                   in srv.log(), timeout=10)
+        _listeners_answer(srv)  # still on the socket it bound
+
+        srv.config.write_text(good + "bogus_key: [unclosed\n")
         proc.send_signal(signal.SIGHUP)
         manager.wait_for("RELOADING=1")
         manager.wait_for("READY=1")

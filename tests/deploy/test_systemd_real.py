@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -201,17 +202,45 @@ def test_reload_applies_a_new_policy_without_dropping_the_client(svc: Service, t
         node.stop()
 
 
+def _hang_main_thread(box: sdbox.SystemdBox, pid: int) -> subprocess.Popen[str] | None:
+    """Block pid's main thread (the event loop) in sleep(3) called through gdb: the process keeps running,
+    its other threads too, but the loop never comes back. Without gdb, freeze the whole process (SIGSTOP)."""
+    if shutil.which("gdb") is None:
+        box.run("kill", "-STOP", str(pid))
+        return None
+    return subprocess.Popen(["nsenter", "-t", str(box.pid1), "-a", "gdb", "-p", str(pid), "-batch", "-ex",
+                             "call (unsigned int)sleep(120)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 def test_hung_event_loop_is_restarted_by_the_watchdog(svc: Service) -> None:
-    """WatchdogSec=2 via a drop-in; SIGSTOP freezes the loop (no more WATCHDOG=1)."""
-    svc.box.run("sh", "-c", f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nWatchdogSec=2\\n' "
+    """WatchdogSec=4 via a drop-in; the event loop is made to hang; systemd must kill and restart it."""
+    svc.box.run("sh", "-c", f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nWatchdogSec=4\\n' "
                 f"> /etc/systemd/system/{UNIT}.d/50-test-watchdog.conf && systemctl daemon-reload")
     svc.box.run("systemctl", "restart", UNIT)
     pid = svc.wait_active()
-    svc.box.run("kill", "-STOP", str(pid))
-    new_pid = svc.wait_active(old_pid=pid, timeout=30)
+    nodes = svc.nodes()
+    gdb = _hang_main_thread(svc.box, pid)
+    try:
+        if gdb is not None:
+            def hung() -> bool:
+                try:
+                    urllib.request.urlopen(svc.url + "/health", timeout=0.5).close()
+                except OSError:  # timed out: the loop does not answer ...
+                    state = svc.box.run("sh", "-c", f"grep ^State: /proc/{pid}/status", check=False).stdout
+                    return "S (sleeping)" in state  # ... while the process runs (not stopped)
+                return False
+
+            wait_until("the event loop hung", hung, timeout=20, interval=0.05)
+        new_pid = svc.wait_active(old_pid=pid, timeout=30)
+    finally:
+        if gdb is not None:
+            gdb.kill()
+            gdb.wait(10)
     assert new_pid != pid
     journal = svc.box.journal(UNIT)
-    assert "Watchdog timeout" in journal, journal[-2000:]
+    assert "Watchdog timeout" in journal and "Failed with result 'watchdog'" in journal, journal[-2000:]
+    assert svc.nodes() == nodes
     svc.box.run("sh", "-c", f"rm -r /etc/systemd/system/{UNIT}.d && systemctl daemon-reload")
 
 
@@ -272,16 +301,33 @@ def test_upgrade_then_rollback_to_the_previous_pyscale(svc: Service) -> None:
     assert svc.nodes() == nodes and svc.healthy()
 
 
-def test_stop_is_clean(svc: Service) -> None:
-    start = time.monotonic()
-    svc.box.run("systemctl", "stop", UNIT)
-    took = time.monotonic() - start
-    print(f"systemctl stop: {took:.2f}s")
-    assert took < 10
-    assert (svc.show("ActiveState"), svc.show("Result"), svc.show("ExecMainStatus")) == ("inactive", "success", "0")
-    assert "pyscale stopped" in svc.box.journal(UNIT)
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
+def test_stop_is_clean_with_a_client_streaming(svc: Service, tmp_path: Path) -> None:
+    node = CaddyNode(tmp_path, SimpleNamespace(url=svc.url), "streamer")  # type: ignore[arg-type]
+    node.run(svc.key, peer="boxnode", proxy_port=free_port())  # type: ignore[attr-defined]
+    try:
+        wait_until("a map stream open", lambda: _client_connections(svc.port) and "online" in svc.cli("nodes", "list"),
+                   timeout=60)
+        start = time.monotonic()
+        svc.box.run("systemctl", "stop", UNIT)
+        took = time.monotonic() - start
+        print(f"systemctl stop with a client streaming: {took:.2f}s")
+        assert took < 10
+        state = (svc.show("ActiveState"), svc.show("Result"), svc.show("ExecMainStatus"))
+        assert state == ("inactive", "success", "0")
+        journal = svc.box.journal(UNIT)
+        assert "shutting down" in journal and "pyscale stopped" in journal
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
+        assert not _client_connections(svc.port)  # the client's connections were closed, not left hanging
+    finally:
+        node.stop()
+
+
+def _main_cmdline(box: sdbox.SystemdBox, unit: str) -> str:
+    """The unit's main process command line, NULs as spaces ('' when there is none)."""
+    pid = box.run("systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
+    res = box.run("cat", f"/proc/{pid}/cmdline", check=False) if pid not in ("", "0") else None
+    return res.stdout.replace("\0", " ") if res is not None and res.returncode == 0 else ""
 
 
 def test_drop_in_over_a_running_headscale_and_rollback(tmp_path: Path) -> None:
@@ -307,13 +353,13 @@ def test_drop_in_over_a_running_headscale_and_rollback(tmp_path: Path) -> None:
         box.run("sh", "-c", "cat > /usr/local/bin/headscale && chmod 755 /usr/local/bin/headscale", input=stand_in)
         box.sh("chown -R headscale:headscale /etc/headscale /var/lib/headscale && systemctl daemon-reload && "
                "systemctl enable --now headscale")
-        assert "sleep" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        wait_until("the stand-in Headscale running", lambda: _main_cmdline(box, "headscale").startswith("sleep"))
 
         out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", SYSTEM_PYTHON,
                       "--deps-from", SITE_PACKAGES).stdout
         assert "headscale.service is active" in out, out
         assert box.run("systemctl", "show", "-p", "Type", "--value", "headscale").stdout.strip() == "notify"
-        assert "pyscale" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        assert "pyscale" in _main_cmdline(box, "headscale")
         with urllib.request.urlopen(f"http://127.0.0.1:{ports[8080]}/health", timeout=5) as resp:
             assert resp.status == 200
         box.run("headscale", "users", "create", "qui3tly")  # `headscale` is pyscale now, default config path
@@ -322,7 +368,7 @@ def test_drop_in_over_a_running_headscale_and_rollback(tmp_path: Path) -> None:
 
         out = box.run("sh", "/opt/pyscale/share/deploy/rollback.sh", "headscale").stdout
         assert "headscale.service is active" in out, out
-        assert "sleep" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        wait_until("the stand-in Headscale running", lambda: _main_cmdline(box, "headscale").startswith("sleep"))
         assert box.run("cat", "/etc/systemd/system/headscale.service").stdout == unit
         assert box.run("test", "-s", "/var/lib/headscale/db.sqlite", check=False).returncode == 0
     finally:
@@ -377,7 +423,7 @@ def test_drop_in_over_real_headscale_then_rollback_on_the_same_database(tmp_path
         out = box.run("sh", str(REPO / "deploy/install.sh"), "--drop-in", "--python", SYSTEM_PYTHON,
                       "--deps-from", SITE_PACKAGES).stdout
         assert "headscale.service is active" in out, out
-        assert "pyscale" in box.sh("cat /proc/$(systemctl show -p MainPID --value headscale)/cmdline").stdout
+        assert "pyscale" in _main_cmdline(box, "headscale")
         assert _box_nodes(box) == by_headscale  # same database, read by pyscale
         box.run("headscale", "users", "create", "bob")
         bob_key = box.run("headscale", "preauthkeys", "-u", "2", "create", "-e", "1h").stdout.strip()
