@@ -15,6 +15,15 @@ LEVELS = {"panic": logging.CRITICAL, "fatal": logging.CRITICAL, "error": logging
           "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG, "trace": logging.DEBUG}
 
 
+def _syslog_priority(levelno: int) -> int:
+    """journald reads a leading <N> (SyslogLevelPrefix): 3 err, 4 warning, 6 info, 7 debug."""
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    return 6 if levelno >= logging.INFO else 7
+
+
 class LogfmtFormatter(logging.Formatter):
     def __init__(self, timestamps: bool) -> None:
         super().__init__()
@@ -22,13 +31,15 @@ class LogfmtFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         parts = []
+        # Under journald: no timestamp (it adds its own) and the level as a syslog <N> prefix.
+        prefix = "" if self.timestamps else f"<{_syslog_priority(record.levelno)}>"
         if self.timestamps:
             parts.append("time=" + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)))
         parts += [f"level={record.levelname.lower()}", f"logger={record.name}",
                   f"msg={json.dumps(record.getMessage())}"]
         if record.exc_info:
             parts.append("exc=" + json.dumps(self.formatException(record.exc_info)))
-        return " ".join(parts)
+        return prefix + " ".join(parts)
 
 
 class JsonFormatter(logging.Formatter):
