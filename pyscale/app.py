@@ -36,6 +36,7 @@ from pyscale.state.store import State
 log = logging.getLogger("pyscale")
 
 EXPIRY_CHECK_INTERVAL_S = 5.0
+DERP_STATS_INTERVAL_S = 60.0
 # Config fields a live reload cannot apply (bound sockets, open files, loaded keys).
 RESTART_ONLY_KEYS = ("server_url", "listen_addr", "metrics_listen_addr", "unix_socket", "noise", "database",
                      "prefixes")
@@ -190,7 +191,9 @@ class App:
 
         self.derp_server = DerpServer(key.raw, verify_client=verify if server.verify_clients else None)
         host, port = split_host_port(server.stun_listen_addr)
-        self.stun_transport, _ = await start_stun(host, port)
+        self.stun_transport, stun = await start_stun(host, port)
+        # The periodic DERP/STUN figures line operators grep for (next to the /metrics export).
+        self.tasks.append(self.derp_server.start_stats_log(DERP_STATS_INTERVAL_S, extra=stun.stats))
 
     def _derp_route(self) -> Callable[[Request], Awaitable[Response]] | None:
         if self.derp_server is None:
