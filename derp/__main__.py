@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--region-code", default="pyderp")
     g.add_argument("--region-name", default="pyscale DERP")
     g.add_argument("--print-derpmap", action="store_true", help="print the DERP map JSON on stdout at start")
+    p.add_argument("--no-uvloop", action="store_true", help="stock asyncio loop even with uvloop")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -121,13 +122,6 @@ def build_derpmap(args: argparse.Namespace, derp_port: int, stun_port: int) -> d
                           stun_port=stun_port, ipv4=ipv4, ipv6="none" if ipv4 else None)
 
 
-async def _stats_loop(server: DerpServer, stun_proto: stun.StunProtocol | None, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        figures = server.stats() | (stun_proto.stats() if stun_proto else {})
-        log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(figures.items())))
-
-
 async def run(args: argparse.Namespace) -> None:
     host, port = split_addr(args.addr)
     limits = Limits(max_connections=args.max_connections, send_queue_bytes=args.send_queue_bytes,
@@ -146,7 +140,7 @@ async def run(args: argparse.Namespace) -> None:
     if args.stun_port >= 0:
         stun_transport, stun_proto = await stun.start_stun(host, args.stun_port)
         stun_port = stun_transport.get_extra_info("sockname")[1]
-    front = HttpFront(server)
+    front = HttpFront(server, extra_stats=stun_proto.stats if stun_proto else None)
     listener = await asyncio.start_server(front.handle, host, port, ssl=tls, limit=64 << 10)
     derp_port = listener.sockets[0].getsockname()[1]
     derpmap = build_derpmap(args, derp_port, stun_port)  # needs the bound port when -a used port 0
@@ -160,7 +154,7 @@ async def run(args: argparse.Namespace) -> None:
     scheme = "https" if tls else "http"
     log.info("derp: serving %s://%s:%d/derp, stun udp %s, key %s, mesh peers %d", scheme, host, derp_port,
              stun_port, server.public_key.hex(), len(links))
-    stats_task = asyncio.create_task(_stats_loop(server, stun_proto, args.stats_interval)) \
+    stats_task = server.start_stats_log(args.stats_interval, stun_proto.stats if stun_proto else None) \
         if args.stats_interval > 0 else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -191,12 +185,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop  # optional; faster event loop when installed
+    if not args.no_uvloop:
+        try:
+            import uvloop  # optional; faster event loop when installed
 
-        uvloop.install()
-    except ImportError:
-        pass
+            uvloop.install()
+        except ImportError:
+            pass
+    log.info("derp: event loop policy %s", type(asyncio.get_event_loop_policy()).__module__)
     asyncio.run(run(args))
 
 

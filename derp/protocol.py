@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import hmac
 import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,6 +194,12 @@ Event = (
 )
 
 
+PacketSpan = tuple[int, int]
+Item = PacketSpan | Event
+_HEADER_UNPACK = struct.Struct(">BI").unpack_from
+_MAX_SEND = frames.MAX_PAYLOAD[FrameType.SEND_PACKET]
+
+
 class ProtocolError(Exception):
     """Raised inside the cores; turned into ConnectionClosed(reason) before it reaches the caller."""
 
@@ -230,8 +237,9 @@ class _FrameBuffer:
         self._tail = buf[pos:] if pos < size else b""
         return buf, out
 
-    def __len__(self) -> int:
-        return len(self._tail)
+    @property
+    def tail(self) -> bytes:
+        return self._tail
 
 
 class _State(enum.Enum):
@@ -286,6 +294,11 @@ class ServerConnection:
         return out
 
     def receive_data(self, data: bytes) -> list[Event]:
+        if self._state is _State.OPEN:
+            buf, items = self.receive_items(data)
+            mv = memoryview(buf)
+            return [SendPacket(buf[i[0] : i[0] + KEY_LEN], mv[i[0] + KEY_LEN : i[1]]) if type(i) is tuple
+                    else i for i in items]  # type: ignore[misc]
         if self._state is _State.CLOSED:
             return []
         if self._state is _State.PENDING:
@@ -304,6 +317,47 @@ class ServerConnection:
         except ProtocolError as exc:
             events.append(self._fail(str(exc)))
         return events
+
+    def receive_items(self, data: bytes) -> tuple[bytes, list[Item]]:
+        """Hot-path form of `receive_data` for an open connection.
+
+        Returns (buf, items) in wire order: a SendPacket is a `(start, end)` span in `buf` (destination key
+        `buf[start:start+32]`, packet `buf[start+32:end]`), every other frame an Event. No per-packet objects
+        beyond the span tuple, so the relay can route straight from the receive buffer.
+        """
+        if self._state is not _State.OPEN:
+            return b"", list(self.receive_data(data))
+        tail = self._buffer._tail
+        buf = tail + data if tail else data
+        items: list[Item] = []
+        pos, size = 0, len(buf)
+        unpack = _HEADER_UNPACK
+        try:
+            while size - pos >= 5:
+                frame_type, length = unpack(buf, pos)
+                start = pos + 5
+                end = start + length
+                if frame_type == 4:  # SendPacket
+                    if length > _MAX_SEND:
+                        raise ProtocolError(f"frame type 0x4 too large ({length} bytes)")
+                    if end > size:
+                        break
+                    if length < KEY_LEN:
+                        raise ProtocolError("short SendPacket")
+                    items.append((start, end))
+                else:
+                    if length > frames.max_payload(frame_type):
+                        raise ProtocolError(f"frame type {frame_type:#x} too large ({length} bytes)")
+                    if end > size:
+                        break
+                    self._handle(frame_type, buf, start, end, items)  # type: ignore[arg-type]
+                pos = end
+        except ProtocolError as exc:
+            self._buffer._tail = b""
+            items.append(self._fail(str(exc)))
+            return buf, items
+        self._buffer._tail = buf[pos:] if pos < size else b""
+        return buf, items
 
     def accept(
         self, *, token_bucket_bytes_per_second: int = 0, token_bucket_bytes_burst: int = 0
@@ -339,11 +393,7 @@ class ServerConnection:
             events.append(self._client_info(bytes(buf[start:end])))
             return
         length = end - start
-        if frame_type == FrameType.SEND_PACKET:
-            if length < KEY_LEN:
-                raise ProtocolError("short SendPacket")
-            events.append(SendPacket(buf[start : start + KEY_LEN], memoryview(buf)[start + KEY_LEN : end]))
-        elif frame_type == FrameType.NOTE_PREFERRED:
+        if frame_type == FrameType.NOTE_PREFERRED:
             if length != 1:
                 raise ProtocolError("NotePreferred payload must be 1 byte")
             events.append(NotePreferred(buf[start] != 0))
@@ -451,6 +501,10 @@ class ClientConnection:
             self.closed_reason = str(exc)
             events.append(ConnectionClosed(self.closed_reason))
         return events
+
+    def pending_bytes(self) -> bytes:
+        """Received bytes not yet forming a complete frame."""
+        return self._buffer.tail
 
     def _client_info_json(self) -> bytes:
         info: dict[str, Any] = {"version": frames.PROTOCOL_VERSION, "CanAckPings": self._can_ack_pings}

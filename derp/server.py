@@ -3,12 +3,13 @@
 One task per connection reads chunks, feeds the sans-IO `ServerConnection`, and routes SendPacket events.
 Relayed packets are not copied per packet: the RecvPacket header and a memoryview of the received chunk are
 appended to the destination's pending batch, and every batch touched by a chunk is written with one
-`transport.write` at the end of that chunk (batched writes, one syscall per destination per chunk).
+`transport.writelines` at the end of that chunk (batched writes, one syscall per destination per chunk).
 
 Send queues are bounded in bytes: the destination's transport buffer plus its pending batch. A data packet is
 dropped (reason `queue_full`) once that exceeds `Limits.send_queue_bytes`; disco packets have their own extra
 headroom (`disco_queue_bytes`) above it, so a flood of data never starves disco (NAT traversal). A destination
-whose queue stays over the limit for `write_timeout` seconds is disconnected (`write_timeout`).
+whose queue is over the limit (or overflowed) at every housekeeping tick for `write_timeout` seconds is
+disconnected (`write_timeout`).
 
 Duplicate connections for one key all stay open; the newest is active, and any later frame read from another
 one makes that one active (Tailscale's "last writer is active" policy). Packets go to the active one.
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from .mesh import MeshLink
 
 log = logging.getLogger("derp.server")
+
+_RECV_HEADER_LEN = frames.FRAME_HEADER_LEN + KEY_LEN
+_HEADER_CACHE_SIZE = 64  # distinct packet sizes per sender; WireGuard traffic uses a handful
 
 VerifyClient = Callable[[bytes], Awaitable[bool]]
 
@@ -64,7 +68,7 @@ class _Client:
     __slots__ = (
         "key", "conn", "writer", "transport", "pending", "pending_bytes", "sent_to", "preferred", "mesh_peer",
         "can_ack_pings", "last_read", "over_since", "next_keepalive", "gone_tokens", "gone_stamp", "tokens",
-        "token_stamp", "peer_addr", "closing", "flags",
+        "token_stamp", "peer_addr", "closing", "flags", "overflowed", "batch", "base_queued", "headers",
     )
 
     def __init__(self, conn: protocol.ServerConnection, writer: asyncio.StreamWriter, now: float) -> None:
@@ -88,6 +92,10 @@ class _Client:
         self.peer_addr: tuple[str, int] = ("", 0)
         self.closing = ""
         self.flags = 0
+        self.overflowed = False  # a packet to it was dropped for a full queue since the last tick
+        self.batch = -1  # the relay's batch number when this client's queue size was last sampled
+        self.base_queued = 0  # transport buffer size sampled at that moment
+        self.headers: dict[int, bytes] = {}  # RecvPacket header (with this client as source) by packet size
 
     def queued(self) -> int:
         return self.transport.get_write_buffer_size() + self.pending_bytes
@@ -120,6 +128,7 @@ class DerpServer:
         self._remote: dict[bytes, MeshLink] = {}  # keys announced by mesh peers
         self._mesh_links: list[MeshLink] = []
         self._dirty: list[_Client] = []
+        self._batch = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
         self._closed = False
@@ -154,6 +163,7 @@ class DerpServer:
         out["home_connections_current"] = sum(1 for c in self._conns if c.preferred)
         out["mesh_peers_current"] = sum(1 for c in self._conns if c.mesh_peer)
         out["remote_clients_current"] = len(self._remote)
+        out["send_queue_bytes_max_current"] = max((c.queued() for c in self._conns), default=0)
         out["packets_dropped_total"] = sum(self.drops.values())
         for reason, n in self.drops.items():
             out[f"packets_dropped_{reason}_total"] = n
@@ -196,11 +206,16 @@ class DerpServer:
             self._finish(client, client.closing or reason)
             await _close_writer(writer)
 
-    async def close(self) -> None:
-        """Close every connection and mesh link, stop timers."""
+    async def close(self, *, restarting: tuple[int, int] | None = None) -> None:
+        """Close every connection and mesh link, stop timers. With `restarting=(reconnect_in_ms, try_for_ms)`
+        clients first get a Restarting frame, so they reconnect quickly to the restarted relay."""
         self._closed = True
         for link in list(self._mesh_links):
             await link.close()
+        for client in list(self._conns):
+            if restarting is not None and client.key:
+                self._write(client, frames.restarting(*restarting))
+        self._flush()
         for client in list(self._conns):
             self._close_client(client, "server_closed")
         if self._housekeeper is not None:
@@ -208,6 +223,27 @@ class DerpServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeper
             self._housekeeper = None
+
+    def set_health(self, problem: str) -> None:
+        """Tell every connected client about a server problem ("" = healthy again); Health frame."""
+        frame = frames.health(problem)
+        for client in list(self._conns):
+            if client.key:
+                self._write(client, frame)
+        self._flush()
+
+    def start_stats_log(
+        self, interval: float = 60.0, extra: Callable[[], dict[str, int]] | None = None
+    ) -> asyncio.Task[None]:
+        """Log the counters every `interval` seconds (the periodic line next to the Prometheus export).
+        Cancel the returned task to stop it; close() does not."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                figures = self.stats() | (extra() if extra else {})
+                log.info("derp stats %s", " ".join(f"{k}={v}" for k, v in sorted(figures.items())))
+
+        return asyncio.get_running_loop().create_task(loop())
 
     def add_mesh_link(self, link: MeshLink) -> None:
         self._mesh_links.append(link)
@@ -287,6 +323,7 @@ class DerpServer:
     def _finish(self, client: _Client, reason: str) -> None:
         if client not in self._conns:
             return
+        client.closing = client.closing or reason  # no more writes to a connection that is gone
         self._conns.discard(client)
         self._watchers.discard(client)
         self._count_close(reason)
@@ -332,14 +369,22 @@ class DerpServer:
             self._active[client.key] = client  # a duplicate that speaks becomes active
         if self._rate_limited:
             self._refill(client, now)
-        self._process(client, client.conn.receive_data(data))
+        buf, items = client.conn.receive_items(data)
+        if items:
+            self._dispatch(client, buf, items)
+        out = client.conn.data_to_send()  # pongs: a ping flood must not grow this client's queue either
+        if out:
+            if client.queued() > self.limits.send_queue_bytes:
+                self._drop("pong_queue_full")
+            else:
+                self._write(client, out)
+        self._flush()
 
     def _process(self, client: _Client, events: list[protocol.Event]) -> None:
-        SendPacket = protocol.SendPacket
-        route = self._route
+        """Handle events outside the hot path (frames that arrived with ClientInfo)."""
         for ev in events:
-            if type(ev) is SendPacket:
-                route(client, ev.dst, ev.packet)
+            if isinstance(ev, protocol.SendPacket):
+                self._enqueue_slow(client.key, ev.dst, ev.packet, src=client)
             else:
                 self._other_event(client, ev)
         out = client.conn.data_to_send()
@@ -347,45 +392,125 @@ class DerpServer:
             self._write(client, out)
         self._flush()
 
-    def _route(self, src: _Client, dst_key: bytes, packet: memoryview) -> None:
-        size = len(packet)
+    def _dispatch(self, src: _Client, buf: bytes, items: list[protocol.Item]) -> None:
+        """Route one read chunk: every SendPacket becomes a RecvPacket header + a view of `buf`.
+
+        Kept flat on purpose (locals, no per-packet calls on the common path): this loop is the relay's
+        per-packet cost. Queue limits use the destination's transport buffer size sampled once per chunk plus
+        what this chunk already added.
+        """
+        active_get = self._active.get
+        view = memoryview(buf)
+        limit = self.limits.send_queue_bytes
+        headers = src.headers
+        sent_to = src.sent_to
+        dirty = self._dirty
+        batch = self._batch
+        rate_limited = self._rate_limited
+        received = received_bytes = relayed = relayed_bytes = 0
+        for item in items:
+            if type(item) is not tuple:
+                self._other_event(src, item)  # type: ignore[arg-type]
+                continue
+            start, end = item
+            size = end - start - KEY_LEN
+            received += 1
+            received_bytes += size
+            if rate_limited:
+                if src.tokens < size:
+                    self._drop("rate_limited")
+                    continue
+                src.tokens -= size
+            dst_key = buf[start : start + KEY_LEN]
+            dst = active_get(dst_key)
+            if dst is None or dst.closing:
+                self._route_elsewhere(src, dst_key, view[start + KEY_LEN : end])
+                continue
+            if dst.batch != batch:
+                dst.batch = batch
+                dst.base_queued = dst.transport.get_write_buffer_size()
+                dirty.append(dst)
+            if dst.base_queued + dst.pending_bytes > limit and not self._disco_room(dst, buf, start + KEY_LEN,
+                                                                                   size):
+                continue
+            header = headers.get(size)
+            if header is None:
+                header = self._header_for(src, size)
+            pending = dst.pending
+            pending.append(header)
+            pending.append(view[start + KEY_LEN : end])
+            dst.pending_bytes += size + _RECV_HEADER_LEN
+            if dst_key not in sent_to:
+                sent_to.add(dst_key)
+            relayed += 1
+            relayed_bytes += size
         counters = self.counters
-        counters["packets_received_total"] += 1
-        counters["bytes_received_total"] += size
-        if self._rate_limited:
-            if src.tokens < size:
-                self._drop("rate_limited")
-                return
-            src.tokens -= size
+        counters["packets_received_total"] += received
+        counters["bytes_received_total"] += received_bytes
+        counters["packets_relayed_total"] += relayed
+        counters["bytes_relayed_total"] += relayed_bytes
+
+    def _header_for(self, src: _Client, size: int) -> bytes:
+        if len(src.headers) >= _HEADER_CACHE_SIZE:
+            src.headers.clear()
+        header = src.headers[size] = frames.recv_packet_header(src.key, size)
+        return header
+
+    def _disco_room(self, dst: _Client, buf: bytes, packet_start: int, size: int) -> bool:
+        """Over the data limit: only disco may still use its reserved headroom. Counts the drop."""
+        disco = size >= DISCO_MIN_LEN and buf.startswith(DISCO_MAGIC, packet_start)
+        if disco and dst.base_queued + dst.pending_bytes <= self.limits.send_queue_bytes + \
+                self.limits.disco_queue_bytes:
+            return True
+        self._drop("disco_queue_full" if disco else "queue_full")
+        dst.overflowed = True
+        return False
+
+    def _enqueue_slow(
+        self, src_key: bytes, dst_key: bytes, packet: memoryview, *, src: _Client | None
+    ) -> None:
+        """One packet outside the hot loop (mesh ForwardPacket, frames that came with ClientInfo)."""
+        size = len(packet)
+        self.counters["packets_received_total"] += 1
+        self.counters["bytes_received_total"] += size
         dst = self._active.get(dst_key)
-        if dst is None:
-            self._route_elsewhere(src, dst_key, packet)
+        if dst is None or dst.closing:
+            if src is not None:
+                self._route_elsewhere(src, dst_key, packet)
+            else:
+                self._drop("unknown_dest")
             return
-        disco = size >= DISCO_MIN_LEN and packet[:6] == DISCO_MAGIC
-        if dst.queued() > self.limits.send_queue_bytes + (self.limits.disco_queue_bytes if disco else 0):
-            self._drop("disco_queue_full" if disco else "queue_full")
-            return
-        if dst_key not in src.sent_to:
-            src.sent_to.add(dst_key)
-        if not dst.pending:
+        if dst.batch != self._batch:
+            dst.batch = self._batch
+            dst.base_queued = dst.transport.get_write_buffer_size()
             self._dirty.append(dst)
-        dst.pending.append(frames.recv_packet_header(src.key, size))
+        data = bytes(packet)
+        if dst.base_queued + dst.pending_bytes > self.limits.send_queue_bytes and not self._disco_room(
+                dst, data, 0, size):
+            return
+        if src is not None:
+            src.sent_to.add(dst_key)
+        dst.pending.append(frames.recv_packet_header(src_key, size))
         dst.pending.append(packet)
-        dst.pending_bytes += size + 37
-        counters["packets_relayed_total"] += 1
-        counters["bytes_relayed_total"] += size
+        dst.pending_bytes += size + _RECV_HEADER_LEN
+        self.counters["packets_relayed_total"] += 1
+        self.counters["bytes_relayed_total"] += size
 
     def _flush(self) -> None:
         dirty = self._dirty
+        self._batch += 1
         if not dirty:
             return
         self._dirty = []
         for dst in dirty:
             parts = dst.pending
+            if not parts:
+                continue
             dst.pending = []
             dst.pending_bytes = 0
             if not dst.closing:
-                dst.transport.write(b"".join(parts))
+                # uvloop turns writelines into one writev (no join copy); stock asyncio joins itself.
+                dst.transport.writelines(parts)
 
     def _write(self, client: _Client, data: bytes) -> None:
         if client.closing:
@@ -395,6 +520,7 @@ class DerpServer:
             client.pending_bytes += len(data)
         else:
             client.transport.write(data)
+            client.base_queued = client.transport.get_write_buffer_size()
 
     def _route_elsewhere(self, src: _Client, dst_key: bytes, packet: memoryview) -> None:
         link = self._remote.get(dst_key)
@@ -441,22 +567,7 @@ class DerpServer:
             log.info("derp client %s protocol error: %s", client.peer_addr, ev.reason)
 
     def _deliver_forwarded(self, ev: protocol.ForwardPacket) -> None:
-        dst = self._active.get(ev.dst)
-        size = len(ev.packet)
-        if dst is None:
-            self._drop("unknown_dest")
-            return
-        disco = size >= DISCO_MIN_LEN and ev.packet[:6] == DISCO_MAGIC
-        if dst.queued() > self.limits.send_queue_bytes + (self.limits.disco_queue_bytes if disco else 0):
-            self._drop("disco_queue_full" if disco else "queue_full")
-            return
-        if not dst.pending:
-            self._dirty.append(dst)
-        dst.pending.append(frames.recv_packet_header(ev.src, size))
-        dst.pending.append(ev.packet)
-        dst.pending_bytes += size + 37
-        self.counters["packets_relayed_total"] += 1
-        self.counters["bytes_relayed_total"] += size
+        self._enqueue_slow(bytes(ev.src), bytes(ev.dst), ev.packet, src=None)
 
     def _add_watcher(self, client: _Client) -> None:
         self._watchers.add(client)
@@ -505,7 +616,11 @@ class DerpServer:
         for client in list(self._conns):
             if not client.key or client.closing:
                 continue
-            if client.queued() > lim.send_queue_bytes:
+            # The kernel socket buffer hides a stalled reader for a while, so an overflow since the last
+            # tick counts as "over the limit" just like a full queue right now.
+            over = client.overflowed or client.queued() > lim.send_queue_bytes
+            client.overflowed = False
+            if over:
                 if not client.over_since:
                     client.over_since = now
                 elif now - client.over_since > lim.write_timeout:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +80,10 @@ def one_region_map(
 
 class HttpFront:
     def __init__(self, server: DerpServer, *, derpmap: dict[str, Any] | None = None,
-                 metrics_prefix: str = metrics.DEFAULT_PREFIX) -> None:
+                 metrics_prefix: str = metrics.DEFAULT_PREFIX,
+                 extra_stats: Callable[[], dict[str, int]] | None = None) -> None:
         self.server = server
+        self._extra_stats = extra_stats
         self._derpmap: bytes | None = None
         self._metrics_prefix = metrics_prefix
         self.set_derpmap(derpmap)
@@ -114,6 +117,10 @@ class HttpFront:
         if kind == "derp":
             fast = derp_http.is_fast_start(request.headers)
             await self.server.serve_upgraded(reader, writer, fast_start=fast)
+        elif kind == "websocket":
+            from .websocket import serve_websocket
+
+            await serve_websocket(self.server, reader, writer, request.headers)
         else:
             writer.write(derp_http.upgrade_required().encode())
             await writer.drain()
@@ -137,7 +144,8 @@ class HttpFront:
         if path == "/derpmap" and self._derpmap is not None:
             return derp_http.HttpResponse(200, "OK", [("Content-Type", "application/json")], self._derpmap)
         if path == "/metrics":
-            text = metrics.prometheus_text(self.server.stats(), prefix=self._metrics_prefix).encode()
+            figures = self.server.stats() | (self._extra_stats() if self._extra_stats else {})
+            text = metrics.prometheus_text(figures, prefix=self._metrics_prefix).encode()
             return derp_http.HttpResponse(200, "OK", [("Content-Type", metrics.CONTENT_TYPE)], text)
         if path == "/":
             body = b"<html><body><h1>DERP</h1><p>This is a Tailscale DERP relay.</p></body></html>\n"

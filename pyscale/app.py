@@ -22,9 +22,12 @@ from pyscale.control.http1 import Request, Response, serve_connection
 from pyscale.control.machine import MachineHandlers
 from pyscale.control.routes import Router, RouterDeps
 from pyscale.db import Database
+from pyscale.errors import Invalid
 from pyscale.mapper.build import MapContext, Mapper
 from pyscale.mapper.dns import build_dns_config
+from pyscale.policy import PolicyError
 from pyscale.state.ipam import IPAllocator
+from pyscale.state.policystate import PolicyState
 from pyscale.state.registration import Registrar
 from pyscale.state.store import State
 
@@ -53,6 +56,7 @@ class App:
         self.stun_transport: Any = None
         self.listen_port = 0
         self._derpmap: dict[str, Any] = {"Regions": {}}
+        self.policy: PolicyState
 
     # ---- start-up ------------------------------------------------------------------------
 
@@ -65,6 +69,8 @@ class App:
         ipam = IPAllocator(cfg.prefixes.v4, cfg.prefixes.v6, cfg.prefixes.allocation)
         self.state = state = await State.load(self.db, ipam, cfg.ephemeral_node_inactivity_timeout)
         self.registrar = Registrar(state, cfg.server_url, cfg.tuning.register_cache_expiration)
+        self.policy = PolicyState(state)
+        self.policy.load(*await self._policy_source())
         await self._start_derp()
         self._derpmap = await self._build_derpmap()
         self.mapper = Mapper(state, self._map_context())
@@ -74,7 +80,7 @@ class App:
                           derpmap=lambda: self._derpmap, derp=self._derp_route())
         from pyscale.api.rest import RestApi
 
-        api = RestApi(state, self.registrar, self.mapper)
+        api = RestApi(state, self.registrar, self.mapper, policy=self.policy, set_policy=self.set_policy)
         deps_tcp = RouterDeps(**{**deps.__dict__, "api": api.authenticated})
         deps_unix = RouterDeps(**{**deps.__dict__, "api": api.trusted})
         await self._listen_tcp(Router(deps_tcp))
@@ -95,7 +101,37 @@ class App:
         return MapContext(domain=urlsplit(cfg.server_url).hostname or "", base_domain=cfg.dns.base_domain,
                           dns_config=dns, derp_map=lambda: self._derpmap,
                           disable_logtail=not cfg.logtail.enabled,
-                          randomize_client_port=cfg.randomize_client_port)
+                          randomize_client_port=cfg.randomize_client_port, policy=self.policy)
+
+    async def _policy_source(self) -> tuple[str, str]:
+        """(text, source name) of the configured policy: a file, or the newest database row."""
+        cfg = self.cfg
+        if cfg.policy.mode == "database":
+            assert self.state is not None
+            return await self.state.stored_policy(), "database"
+        if not cfg.policy.path:
+            return "", "<no policy>"
+        with open(cfg.policy.path, encoding="utf-8") as fh:
+            return fh.read(), cfg.policy.path
+
+    async def reload_policy(self) -> None:
+        """SIGHUP / file change: load the policy again; a bad one is refused and the old one keeps serving."""
+        try:
+            self.policy.reload(*await self._policy_source())
+        except (OSError, PolicyError) as exc:
+            log.error("policy reload refused, the previous policy stays in force: %s", exc)
+
+    async def set_policy(self, text: str) -> None:
+        """``policy set`` (database mode): validate first, then store, then switch."""
+        if self.cfg.policy.mode != "database":
+            raise Invalid("update is disabled for modes other than 'database'")
+        try:
+            self.policy.check(text, "database")
+        except PolicyError as exc:
+            raise Invalid(str(exc)) from exc
+        assert self.state is not None
+        await self.state.store_policy(text)
+        self.policy.reload(text, "database")
 
     async def _build_derpmap(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -241,6 +277,7 @@ async def serve(cfg: Config, ready: Callable[[App], None] | None = None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reload_policy()))
     try:
         await stop.wait()
     finally:

@@ -16,11 +16,12 @@ from typing import Any
 
 import bcrypt
 
-from pyscale.api.shapes import apikey_json, node_json, preauthkey_json, user_json
+from pyscale.api.shapes import apikey_json, node_json, preauthkey_json, ts, user_json
 from pyscale.control.http1 import Request, Response
 from pyscale.errors import Invalid, NotFound, PyscaleError
 from pyscale.mapper.build import Mapper
 from pyscale.state.model import ApiKey, utcnow
+from pyscale.state.policystate import PolicyState
 from pyscale.state.registration import Registrar
 from pyscale.state.store import State
 from pyscale.tailcfg.timefmt import TimeFormatError, parse_time
@@ -47,10 +48,13 @@ def _time_or_none(value: Any) -> datetime | None:
 
 
 class RestApi:
-    def __init__(self, state: State, registrar: Registrar, mapper: Mapper) -> None:
+    def __init__(self, state: State, registrar: Registrar, mapper: Mapper, *, policy: PolicyState | None = None,
+                 set_policy: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.state = state
         self.registrar = registrar
         self.mapper = mapper
+        self.policy = policy
+        self.set_policy = set_policy
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         r = self._route
         r("GET", r"/api/v1/user", self.list_users)
@@ -71,6 +75,8 @@ class RestApi:
         r("POST", r"/api/v1/apikey/expire", self.expire_apikey)
         r("DELETE", r"/api/v1/apikey/(?P<prefix>[^/]+)", self.delete_apikey)
         r("GET", r"/api/v1/health", self.health)
+        r("GET", r"/api/v1/policy", self.get_policy)
+        r("PUT", r"/api/v1/policy", self.put_policy)
 
     def _route(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(pattern + "$"), handler))
@@ -223,6 +229,16 @@ class RestApi:
     async def delete_apikey(self, req: Request, m: re.Match[str]) -> Any:
         await self.state.delete_apikey(self._apikey(m["prefix"]).id)
         return {}
+
+    async def get_policy(self, req: Request, _: re.Match[str]) -> Any:
+        return {"policy": self.policy.text if self.policy else "", "updatedAt": None}
+
+    async def put_policy(self, req: Request, _: re.Match[str]) -> Any:
+        if self.set_policy is None:
+            raise Invalid("policy updates are not available")
+        text = str(req.json().get("policy", ""))
+        await self.set_policy(text)
+        return {"policy": text, "updatedAt": ts(utcnow())}
 
     async def health(self, req: Request, _: re.Match[str]) -> Any:
         return {"databaseConnectivity": True}

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyscale import __version__
-from pyscale.cli import nodes, preauthkeys, server, users
+from pyscale.cli import nodes, policy, preauthkeys, server, users
 from pyscale.cli.client import ApiClient, ClientError
-from pyscale.config import Config, ConfigError, default_data_dir, load_config_report
+from pyscale.config import Config, ConfigError, default_data_dir, load_cli_config
 
 OUTPUT_FORMATS = ("", "json", "json-line", "yaml")
 
@@ -38,10 +38,8 @@ class Context:
     @property
     def config(self) -> Config:
         if self._config is None:
-            report = load_config_report(self.args.config, embedded_data_dir=default_data_dir())
-            if report.errors:
-                raise ConfigError(report.errors, report.source_path)
-            self._config = report.config
+            # Like Headscale's CLI: only problems in the keys the CLI reads stop it.
+            self._config = load_cli_config(self.args.config, embedded_data_dir=default_data_dir())
         return self._config
 
     def client(self) -> ApiClient:
@@ -65,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", default="", choices=OUTPUT_FORMATS, help="output format")
     parser.add_argument("--force", action="store_true", help="disable prompts")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (server, users, nodes, preauthkeys):
+    for module in (server, users, nodes, preauthkeys, policy):
         module.register(sub)
     _accept_globals_everywhere(parser, set())
     return parser

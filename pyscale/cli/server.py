@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from pyscale import __version__
@@ -46,14 +47,16 @@ def serve(ctx: Context) -> int:
     log = logging.getLogger("pyscale")
     for warning in report.warnings:
         log.warning("%s", warning)
-    log.info("starting pyscale %s\n%s", __version__, describe_locations(cfg))
+    # Where everything is, as plain lines a person can read (journald gets them line by line too).
+    print(f"pyscale {__version__}\n{describe_locations(cfg)}", file=sys.stderr, flush=True)
+    log.info("starting pyscale %s with %s", __version__, cfg.source_path or "the embedded default")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_app(cfg))
     return 0
 
 
 def configtest(ctx: Context) -> int:
-    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir())
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir(), check_files=True)
     print(format_configtest(report))
     return 1 if report.errors else 0
 

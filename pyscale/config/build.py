@@ -21,7 +21,7 @@ from pyscale.config.report import Problem, Setting, Where
 _DEFAULT_WHERE = Where()
 
 
-def _yaml_name(f: dataclasses.Field[Any]) -> str:
+def yaml_name(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("yaml") or f.name)
 
 
@@ -30,7 +30,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(model))
 
 
-def _section_type(cls: type, f: dataclasses.Field[Any]) -> type | None:
+def section_type(cls: type, f: dataclasses.Field[Any]) -> type | None:
     t = _hints(cls)[f.name]
     return t if isinstance(t, type) and dataclasses.is_dataclass(t) else None
 
@@ -39,10 +39,10 @@ def _walk_model(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Fiel
     """(dotted path, leaf field or None, section class or None) for every key and section under ``cls``."""
     out: list[tuple[str, dataclasses.Field[Any] | None, type | None]] = []
     for f in dataclasses.fields(cls):
-        if "kind" not in f.metadata and _section_type(cls, f) is None:
+        if "kind" not in f.metadata and section_type(cls, f) is None:
             continue  # not a YAML key (e.g. Config.source_path)
-        path = f"{prefix}{_yaml_name(f)}"
-        sub = _section_type(cls, f)
+        path = f"{prefix}{yaml_name(f)}"
+        sub = section_type(cls, f)
         if sub is not None:
             out.append((path, None, sub))
             out.extend(_walk_model(sub, path + "."))
@@ -62,13 +62,6 @@ def section_paths() -> frozenset[str]:
     return frozenset(p for p, f, _ in _walk_model(model.Config) if f is None)
 
 
-def default_setting(path: str) -> Setting:
-    for p, f, _ in _walk_model(model.Config):
-        if p == path and f is not None:
-            return Setting(f.metadata["default"], _DEFAULT_WHERE)
-    raise KeyError(path)
-
-
 def build(settings: Mapping[str, Setting], config_dir: str | None, problems: list[Problem]) -> model.Config:
     """Build a Config; problems (coercion errors and warnings) are appended to ``problems``."""
     return typing.cast(model.Config, _build(model.Config, "", settings, config_dir, problems))
@@ -79,8 +72,8 @@ def _build(
 ) -> Any:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        sub = _section_type(cls, f)
-        path = f"{prefix}{_yaml_name(f)}"
+        sub = section_type(cls, f)
+        path = f"{prefix}{yaml_name(f)}"
         if sub is not None:
             kwargs[f.name] = _build(sub, path + ".", settings, config_dir, problems)
         elif "kind" in f.metadata:

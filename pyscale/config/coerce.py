@@ -85,7 +85,12 @@ def _scalar_str(v: Any) -> str:
 
 
 def c_str(s: Setting, ctx: Ctx) -> str:
-    return "" if s.value is None else _scalar_str(s.value)
+    if s.value is None:
+        return ""
+    if s.text is not None and not isinstance(s.value, str):
+        # PyYAML resolves YAML 1.1 types (no -> False, 0123 -> 83, dates); a string key wants the text.
+        return s.text
+    return _scalar_str(s.value)
 
 
 def c_bool(s: Setting, ctx: Ctx) -> bool:
@@ -205,7 +210,7 @@ def c_filemode(s: Setting, ctx: Ctx) -> int:
 def c_path(s: Setting, ctx: Ctx) -> str:
     p = c_str(s, ctx)
     if p and not os.path.isabs(p) and ctx.config_dir:
-        p = os.path.join(ctx.config_dir, p)  # Headscale: relative to the config file's directory
+        p = os.path.normpath(os.path.join(ctx.config_dir, p))  # as Go filepath.Join: relative to the file
     return p
 
 

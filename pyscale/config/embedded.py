@@ -90,4 +90,4 @@ def describe_locations(cfg: Config) -> str:
          else "none (allow all)"),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows) + "\n"
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

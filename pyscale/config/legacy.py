@@ -9,7 +9,6 @@ Keys that no longer mean anything are dropped, also with one warning.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable
 
 from pyscale.config.report import LegacyMapping, Problem, Setting, Where
@@ -47,6 +46,19 @@ DROPPED: dict[str, str] = {
     "dns_config.use_username_in_magic_dns": "removed in Headscale (node names never contain the user name)",
 }
 
+# Keys from Headscale 0.28/0.29 that someone following newer docs may write. pyscale follows v0.27.1.
+NEWER_RENAMED: dict[str, str] = {"node.ephemeral.inactivity_timeout": "ephemeral_node_inactivity_timeout"}
+NEWER_IGNORED: dict[str, str] = {
+    "node.expiry": "Headscale 0.29 key (default node key expiry); v0.27.1 has none: nodes keep the expiry "
+    "their client asks for",
+    "node.routes.ha.probe_interval": "Headscale 0.29 key (HA route probing); not supported",
+    "node.routes.ha.probe_timeout": "Headscale 0.29 key (HA route probing); not supported",
+    "trusted_proxies": "Headscale 0.29 key; pyscale does not read forwarded-for headers",
+    "taildrop.enabled": "Headscale 0.28 key; as in v0.27.1, Taildrop is always allowed",
+    "auto_update.enabled": "Headscale 0.29 key; not supported",
+    "oidc.email_verified_required": "Headscale 0.28 key; OIDC is not supported yet",
+}
+
 # Old keys whose value is a list or map (kept whole when reading the YAML).
 STRUCTURED = frozenset(
     {
@@ -58,10 +70,13 @@ STRUCTURED = frozenset(
     }
 )
 LEGACY_KEYS = frozenset(RENAMED) | frozenset(DROPPED) | {"ip_prefixes", "ip_prefix", "private_key_path"}
+MAPPED_KEYS = LEGACY_KEYS | frozenset(NEWER_RENAMED) | frozenset(NEWER_IGNORED)
 
 
 def headscale_behaviour(old: str) -> str:
     """What Headscale v0.27.1 itself does with ``old`` (see headscale-facts.md 1.3)."""
+    if old in NEWER_RENAMED:
+        return "a Headscale 0.29 name that v0.27.1 ignores"
     if old == "acl_policy_path" or old == "dns_config.extra_records":
         return "Headscale v0.27.1 refuses to start with it"
     if old.startswith("dns_config."):
@@ -99,16 +114,22 @@ class _Mapper:
             self.settings[new] = s  # keep the source text too (e.g. for octal modes)
             self.mappings.append(LegacyMapping(old, new, s.where, applied=True))
             msg = f"legacy key {old!r} mapped to {new!r} ({headscale_behaviour(old)}); please rename it"
+            if old in NEWER_RENAMED:
+                msg = f"key {old!r} mapped to {new!r} ({headscale_behaviour(old)})"
             self.warn(old, msg, s.where)
 
     def dropped(self, old: str) -> None:
         s = self.settings.pop(old)
         self.mappings.append(LegacyMapping(old, None, s.where, applied=False))
-        self.warn(old, f"legacy key {old!r} ignored: {DROPPED[old]}; please remove it", s.where)
+        if old in NEWER_IGNORED:
+            self.warn(old, f"key {old!r} ignored: {NEWER_IGNORED[old]}", s.where)
+        else:
+            self.warn(old, f"legacy key {old!r} ignored: {DROPPED[old]}; please remove it", s.where)
 
     def ip_prefixes(self, old: str) -> None:
         s = self.settings.pop(old)
-        raw = s.value if isinstance(s.value, list) else [s.value]
+        # viper reads a string as a list by splitting it on whitespace.
+        raw = s.value if isinstance(s.value, list) else str(s.value or "").split()
         by_family: dict[int, list[str]] = {4: [], 6: []}
         for item in raw:
             try:
@@ -125,27 +146,32 @@ class _Mapper:
                 self.problems.append(Problem("error", old, msg, s.where))
             if found:
                 targets.append((key, found[0]))
-        moved = [k for k, v in targets if self.move(old, k, v, s.where)]
-        if moved or not targets:
-            new = " + ".join(moved) or "prefixes.v4/prefixes.v6"
-            self.mappings.append(LegacyMapping(old, new, s.where, applied=bool(moved)))
-            msg = f"legacy key {old!r} mapped to {new} ({headscale_behaviour(old)}); please rename it"
-            self.warn(old, msg, s.where)
+        # One mapping and one warning for the key, whichever of its targets were already set.
+        taken = [k for k, _ in targets if k in self.settings]
+        for key, value in targets:
+            if key not in taken:
+                self.settings[key] = Setting(value, s.where)
+        new = " + ".join(k for k, _ in targets) or "prefixes.v4/prefixes.v6"
+        applied = len(taken) < len(targets)
+        self.mappings.append(LegacyMapping(old, new, s.where, applied=applied))
+        msg = f"legacy key {old!r} mapped to {new} ({headscale_behaviour(old)}); please rename it"
+        if taken:
+            wins = ", ".join(f"{k!r} (at {self.settings[k].where})" for k in taken)
+            msg = f"legacy key {old!r} is not used for {wins}: the current key is also set and wins; " + (
+                f"the rest is mapped to {new}; please rename it" if applied else f"remove {old!r}"
+            )
+        self.warn(old, msg, s.where)
 
     def private_key_path(self, old: str) -> None:
         # Before the Noise protocol this was the server's machine key. It is only worth reusing when the
         # file has no noise key at all; otherwise Headscale >= 0.23 ignores it and so do we.
-        s = self.settings.pop(old)
-        if "noise.private_key_path" in self.settings:
-            self.mappings.append(LegacyMapping(old, None, s.where, applied=False))
-            msg = f"legacy key {old!r} ignored: it was the pre-Noise key; noise.private_key_path is set"
-            self.warn(old, msg, s.where)
+        if "noise.private_key_path" not in self.settings:
+            self.renamed(old, "noise.private_key_path")
             return
-        self.renamed_from(old, "noise.private_key_path", s)
-
-    def renamed_from(self, old: str, new: str, s: Setting) -> None:
-        self.settings[old] = s
-        self.renamed(old, new)
+        s = self.settings.pop(old)
+        self.mappings.append(LegacyMapping(old, None, s.where, applied=False))
+        msg = f"legacy key {old!r} ignored: it was the pre-Noise key; noise.private_key_path is set"
+        self.warn(old, msg, s.where)
 
 
 def apply_legacy(src: RawSource) -> tuple[dict[str, Setting], list[LegacyMapping], list[Problem]]:
@@ -153,11 +179,12 @@ def apply_legacy(src: RawSource) -> tuple[dict[str, Setting], list[LegacyMapping
     m = _Mapper(src)
     handlers: dict[str, Callable[[str], None]] = {"ip_prefixes": m.ip_prefixes, "ip_prefix": m.ip_prefixes}
     handlers["private_key_path"] = m.private_key_path
-    for old in [k for k in src.settings if k in LEGACY_KEYS]:
+    renamed = {**RENAMED, **NEWER_RENAMED}
+    for old in [k for k in src.settings if k in MAPPED_KEYS]:
         if old in handlers:
             handlers[old](old)
-        elif old in RENAMED:
-            m.renamed(old, RENAMED[old])
+        elif old in renamed:
+            m.renamed(old, renamed[old])
         else:
             m.dropped(old)
     _keep_old_dns_defaults(m)
@@ -178,9 +205,3 @@ def _keep_old_dns_defaults(m: _Mapper) -> None:
         m.settings["dns.override_local_dns"] = Setting(False, where)
         msg = "dns_config has no nameservers: keeping the old behaviour (clients keep their own DNS)"
         m.warn("dns_config", msg, where)
-
-
-def resolve_relative(path: str, config_dir: str | None) -> str:
-    if path and not os.path.isabs(path) and config_dir:
-        return os.path.join(config_dir, path)
-    return path

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from pyscale.config import build as builder
-from pyscale.config import legacy
+from pyscale.config import files, legacy
 from pyscale.config.embedded import embedded_settings
 from pyscale.config.model import Config
 from pyscale.config.report import ConfigError, ConfigReport, LegacyMapping, Problem, Setting, Where
@@ -59,13 +59,17 @@ def load_config_report(
     *,
     search_dirs: Sequence[str] = SEARCH_DIRS,
     embedded_data_dir: str | None = None,
+    check_files: bool = False,
 ) -> ConfigReport:
     """Load and validate without raising or logging. When no file is found at all, ``embedded_data_dir``
-    selects the embedded default (no-config mode of ``pyscale serve``); without it, that is an error."""
+    selects the embedded default (no-config mode of ``pyscale serve``); without it, that is an error.
+    ``check_files`` also checks the files the config names (policy, DERP maps, certificates, key format);
+    `pyscale configtest` wants that, a unit test on another machine's config does not."""
     source_path = find_config_file(path, env, search_dirs)
     if source_path is None:
         if embedded_data_dir is not None:
-            return build_from_settings(embedded_settings(embedded_data_dir), None, env, [], [])
+            embedded = embedded_settings(embedded_data_dir)
+            return build_from_settings(embedded, None, env, [], [], None, check_files)
         dirs = ", ".join(search_dirs)
         msg = f"no config file found (use -c FILE or $PYSCALE_CONFIG; searched {dirs})"
         return build_from_settings({}, None, env, [Problem("error", "", msg, Where())], [])
@@ -75,7 +79,7 @@ def load_config_report(
     src = read_yaml(source_path, _is_structured)
     settings, mappings, legacy_problems = legacy.apply_legacy(src)
     problems = src.problems + legacy_problems + _unknown_keys(src, settings)
-    return build_from_settings(settings, source_path, env, problems, mappings)
+    return build_from_settings(settings, source_path, env, problems, mappings, src.sections, check_files)
 
 
 def build_from_settings(
@@ -84,6 +88,8 @@ def build_from_settings(
     env: Mapping[str, str],
     problems: list[Problem],
     mappings: list[LegacyMapping],
+    sections: Mapping[str, Where] | None = None,
+    check_files: bool = False,
 ) -> ConfigReport:
     env_values, env_problems = env_settings(builder.leaf_kinds(), env)
     settings = {**file_settings, **env_values}
@@ -92,8 +98,11 @@ def build_from_settings(
     cfg = builder.build(settings, config_dir, problems)
     cfg = dataclasses.replace(cfg, source_path=source_path)
     cfg = _infer_key_paths(cfg, settings, problems)
-    problems += validate(cfg, settings)
+    problems += validate(cfg, settings, sections)
+    if check_files:
+        problems += files.check_files(cfg, settings)
     cfg = _normalise(cfg)
+    problems.sort(key=_location_order)
     return ConfigReport(
         config=cfg,
         source_path=source_path,
@@ -101,6 +110,12 @@ def build_from_settings(
         warnings=[p for p in problems if p.severity == "warning"],
         mappings=mappings,
     )
+
+
+def _location_order(p: Problem) -> tuple[int, int]:
+    """File lines in order, then file-level problems, then environment ones (stable within each)."""
+    w = p.where
+    return (2 if w.env else 1 if w.line is None else 0, w.line or 0)
 
 
 def _unknown_keys(src: RawSource, settings: Mapping[str, Setting]) -> list[Problem]:
@@ -160,6 +175,27 @@ def _normalise(cfg: Config) -> Config:
         workers = max(1, (os.cpu_count() or 1) * 3 // 4)
         cfg = dataclasses.replace(cfg, tuning=dataclasses.replace(cfg.tuning, batcher_workers=workers))
     return cfg
+
+
+# Keys the CLI verbs read (as Headscale's LoadCLIConfig): problems elsewhere concern only the server.
+CLI_KEYS = ("unix_socket", "unix_socket_permission", "disable_check_updates")
+CLI_SECTIONS = ("cli.", "log.")
+
+
+def load_cli_config(
+    path: str | None = None,
+    env: Mapping[str, str] = os.environ,
+    *,
+    search_dirs: Sequence[str] = SEARCH_DIRS,
+    embedded_data_dir: str | None = None,
+) -> Config:
+    """Config for CLI verbs (users, nodes, ...): like Headscale's CLI, only a broken file or a bad
+    unix_socket/cli.*/log.* value stops it; server-only problems (prefixes, DNS, ...) do not."""
+    report = load_config_report(path, env, search_dirs=search_dirs, embedded_data_dir=embedded_data_dir)
+    relevant = [e for e in report.errors if e.key in ("", *CLI_KEYS) or e.key.startswith(CLI_SECTIONS)]
+    if relevant:
+        raise ConfigError(relevant, report.source_path)
+    return report.config
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> Config:

@@ -66,6 +66,14 @@ class LegacyMapping:
     where: Where
     applied: bool  # False when the current key was also set (it wins) or the key was dropped
 
+    @property
+    def file(self) -> str | None:
+        return self.where.file
+
+    @property
+    def line(self) -> int | None:
+        return self.where.line
+
     def __str__(self) -> str:
         if self.new_key is None:
             return f"{self.where}: {self.old_key} -> (ignored, no current equivalent)"
@@ -115,4 +123,4 @@ def format_configtest(report: ConfigReport) -> str:
         out.append(f"FAIL: {len(report.errors)} error(s)")
     else:
         out.append("OK")
-    return "\n".join(out) + "\n"
+    return "\n".join(out)

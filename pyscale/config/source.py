@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
 from pyscale.config.report import Problem, Setting, Where
+
+# libyaml's parser when PyYAML was built with it (about 10x faster), else the pure-Python one; both keep
+# node marks (line numbers) and share SafeConstructor, so the results are identical.
+Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Environment prefixes, weakest first: PYSCALE_* overrides HEADSCALE_*, both override the file.
 ENV_PREFIXES = ("HEADSCALE_", "PYSCALE_")
@@ -36,8 +41,9 @@ def read_yaml(path: str, is_structured: Callable[[str], bool]) -> RawSource:
     except (OSError, UnicodeDecodeError) as e:
         src.problems.append(Problem("error", "", f"cannot read config file: {e}", Where(path)))
         return src
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = Loader(text)  # the reader rejects control characters right here
         root = loader.get_single_node()
         if root is None:
             return src
@@ -47,20 +53,31 @@ def read_yaml(path: str, is_structured: Callable[[str], bool]) -> RawSource:
             src.problems.append(Problem("error", "", msg, Where(path, line)))
             return src
         _walk(loader, root, "", path, is_structured, src)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        msg = " ".join(p for p in (e.context, e.problem) if p)
-        src.problems.append(Problem("error", "", f"YAML syntax error: {msg}", Where(path, line)))
     except yaml.YAMLError as e:
-        src.problems.append(Problem("error", "", f"YAML error: {e}", Where(path)))
+        src.problems.append(yaml_problem(e, text, path))
+    except RecursionError:
+        src.problems.append(Problem("error", "", "YAML error: structure nested too deeply", Where(path)))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return src
 
 
+def yaml_problem(e: yaml.YAMLError, text: str, path: str, key: str = "") -> Problem:
+    """A PyYAML error as a Problem at its file:line."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        msg = " ".join(p for p in (e.context, e.problem) if p)
+        where = Where(path, mark.line + 1 if mark else None)
+        return Problem("error", key, f"YAML syntax error: {msg}", where)
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        return Problem("error", key, f"YAML error: {e.reason} (character {e.character!r})", Where(path, line))
+    return Problem("error", key, f"YAML error: {e}", Where(path))
+
+
 def _walk(
-    loader: yaml.SafeLoader,
+    loader: Any,
     node: yaml.MappingNode,
     prefix: str,
     path: str,

@@ -31,14 +31,23 @@ ERR_SERVER_URL_SAME = (
 
 
 class _Checker:
-    def __init__(self, cfg: Config, settings: Mapping[str, Setting]) -> None:
+    def __init__(self, cfg: Config, settings: Mapping[str, Setting], sections: Mapping[str, Where]) -> None:
         self.cfg = cfg
         self.settings = settings
+        self.sections = sections
         self.problems: list[Problem] = []
 
     def where(self, key: str) -> Where:
+        """The key's line; for a key not in the file, the line of its nearest section, else the file."""
         s = self.settings.get(key)
-        return s.where if s is not None else Where(self.cfg.source_path)
+        if s is not None:
+            return s.where
+        parts = key.split(".")
+        for n in range(len(parts) - 1, 0, -1):
+            section = self.sections.get(".".join(parts[:n]))
+            if section is not None:
+                return section
+        return Where(self.cfg.source_path)
 
     def error(self, key: str, msg: str, at: str | None = None) -> None:
         self.problems.append(Problem("error", key, msg, self.where(at or key)))
@@ -47,8 +56,10 @@ class _Checker:
         self.problems.append(Problem("warning", key, msg, self.where(at or key)))
 
 
-def validate(cfg: Config, settings: Mapping[str, Setting]) -> list[Problem]:
-    c = _Checker(cfg, settings)
+def validate(
+    cfg: Config, settings: Mapping[str, Setting], sections: Mapping[str, Where] | None = None
+) -> list[Problem]:
+    c = _Checker(cfg, settings, sections or {})
     checks: list[Callable[[_Checker], None]] = [
         _server,
         _listeners,
@@ -168,7 +179,9 @@ def _tls(c: _Checker) -> None:
 
 def _prefixes(c: _Checker) -> None:
     p = c.cfg.prefixes
-    if p.v4 is None and p.v6 is None and not any(k in c.settings for k in ("prefixes.v4", "prefixes.v6")):
+    # A prefix that failed to parse was reported already; only complain when none was given at all.
+    given = [k for k in ("prefixes.v4", "prefixes.v6") if k in c.settings and c.settings[k].value]
+    if p.v4 is None and p.v6 is None and not given:
         c.error("prefixes", "no IPv4 or IPv6 prefix configured, minimum one prefix is required")
     if p.allocation not in ("sequential", "random"):
         c.error(

@@ -15,6 +15,7 @@ from pyscale.control.ts2021 import H2Request, H2Response
 from pyscale.mapper.build import Mapper
 from pyscale.mapper.session import MapSession
 from pyscale.state.model import Node
+from pyscale.state.names import sanitize_hostname, to_given_name, unique_given_name
 from pyscale.state.registration import Registrar
 from pyscale.state.store import State
 from pyscale.tailcfg.messages import MapRequest, RegisterRequest, WireError
@@ -72,11 +73,22 @@ class MachineHandlers:
             endpoints=body.endpoints if body.endpoints else node.endpoints,
             hostinfo=hostinfo if hostinfo is not None else node.hostinfo,
         )
+        if hostinfo is not None and hostinfo.get("Hostname"):
+            self._follow_hostname(updated, node, str(hostinfo["Hostname"]))
         if (updated.disco_key, updated.endpoints, updated.hostinfo) == (node.disco_key, node.endpoints,
                                                                          node.hostinfo):
             return node
         # Endpoints and NetInfo change often; persist them too (Headscale does), then fan out.
         return await self.state.update_node(updated)
+
+    def _follow_hostname(self, updated: Node, old: Node, reported: str) -> None:
+        """A new client hostname renames the node, unless an admin gave it its name (Headscale's rule)."""
+        hostname = sanitize_hostname(reported, str(old.machine_key))
+        if hostname == old.hostname or hostname != reported.lower():
+            return  # unchanged, or invalid (its replacement name is random: don't churn on every request)
+        updated.hostname = hostname
+        if old.given_name in (to_given_name(old.hostname), old.hostname):
+            updated.given_name = unique_given_name(hostname, self.state.taken_given_names(except_id=old.id))
 
     async def _stream(self, node_id: int, cap: int) -> AsyncIterator[bytes]:
         sub = self.state.bus.subscribe()  # before the full map, so no change falls in between
@@ -91,7 +103,7 @@ class MachineHandlers:
     async def _one_shot(self, node_id: int, cap: int) -> AsyncIterator[bytes]:
         from pyscale.mapper.session import frame
 
-        yield frame(self.mapper.full(node_id, cap).to_json())
+        yield frame(self.mapper.full(node_id, cap))
 
 
 def _json(req: H2Request) -> object:

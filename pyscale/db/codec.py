@@ -1,10 +1,11 @@
-"""Value encodings exactly as Headscale v0.27.1 stores them in SQLite (gorm + go-sqlite3).
+"""Value encodings exactly as Headscale v0.27.1 stores them in SQLite (gorm 1.31 + modernc sqlite).
 
 Timestamps are Go ``time.Time`` text, ``2025-06-22 07:21:58.271483603+02:00``: trailing zeros
 of the fraction are trimmed (Go's ``.999999999`` layout), the offset is always ``±HH:MM``, and
 the zero time is ``0001-01-01 00:00:00+00:00``. Python keeps microseconds, so reading a
 nanosecond value truncates it (never rounds across a second). Keys are the Tailscale text forms,
-lists and Hostinfo are compact JSON, booleans 0/1.
+lists and Hostinfo are compact JSON, booleans 0/1. Empty lists are written as ``[]`` (Headscale
+writes ``[]`` or NULL; both read back as an empty slice); a nil Hostinfo is NULL.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def decode_time(value: Any) -> datetime | None:
         return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str):
         raise DecodeError(f"timestamp of type {type(value).__name__}: {value!r}")
+    try:
+        # Fast path: since 3.11 fromisoformat reads Go's layout, truncating digits beyond 6.
+        t = datetime.fromisoformat(value)
+        return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    except ValueError:
+        pass
     m = _TIME_RE.match(value.strip())
     if m is None:
         raise DecodeError(f"unparseable timestamp {value!r}")
@@ -201,8 +208,9 @@ def decode_str_list(value: Any) -> list[str]:
     return data
 
 
-def encode_hostinfo(hostinfo: dict[str, Any] | None) -> str:
-    return encode_json(hostinfo)  # None -> "null", like a nil *tailcfg.Hostinfo
+def encode_hostinfo(hostinfo: dict[str, Any] | None) -> str | None:
+    # gorm (>= 1.25) stores a JSON "null" as SQL NULL: that is what a nil *tailcfg.Hostinfo becomes.
+    return None if hostinfo is None else encode_json(hostinfo)
 
 
 def decode_hostinfo(value: Any) -> dict[str, Any] | None:

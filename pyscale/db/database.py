@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from pyscale.db import codec, rows
-from pyscale.db.errors import DatabaseError
+from pyscale.db.errors import DatabaseError, DecodeError
 from pyscale.db.prepare import PrepareResult, prepare_file
 from pyscale.state.model import ApiKey, Node, PreAuthKey, User
 
@@ -39,14 +39,25 @@ class Database:
         self.prepared = prepared  # what open() found and did (detected version, migrations applied)
         self._lock = asyncio.Lock()
         self._tx_owner: asyncio.Task[Any] | None = None
+        self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     @classmethod
     async def open(
-        cls, path: str, *, write_ahead_log: bool = True, wal_autocheckpoint: int = 1000
+        cls,
+        path: str,
+        *,
+        write_ahead_log: bool = True,
+        wal_autocheckpoint: int = 1000,
+        allow_migration: bool = True,
     ) -> Database:
-        prepared = await asyncio.to_thread(prepare_file, path)
+        """Open (create, or migrate an older Headscale file to v0.27.1) and configure the connection.
+
+        Raises UnsupportedDatabase (with ``detected_version``) for files it will not use, and
+        DatabaseError for anything else; ``self.prepared`` tells what was found and done.
+        """
+        prepared = await asyncio.to_thread(prepare_file, path, allow_migration=allow_migration)
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -60,7 +71,11 @@ class Database:
         return cls(conn, path, prepared)
 
     async def close(self) -> None:
+        """Checkpoint the WAL into the main file and close; safe to call twice."""
         async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             with contextlib.suppress(sqlite3.Error):
                 # No ANALYZE / PRAGMA optimize ever: they create sqlite_stat1, which headscale's schema
                 # check reports as an extra table and refuses to start.
@@ -87,20 +102,30 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        """Several writes, one commit: all of them land or none (rolled back on any exception)."""
+        """Several writes, one commit: all of them land or none (rolled back on any exception).
+
+        Only the task that opened it writes through it; other tasks' calls wait until it ends (so
+        the owner must not await another task that uses the database: that would deadlock).
+        """
         if self._tx_owner is asyncio.current_task():
             raise DatabaseError("nested transaction")
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise DatabaseError(f"cannot begin transaction: {exc}") from exc
             self._tx_owner = asyncio.current_task()
             try:
                 yield
-            except BaseException:
-                self._tx_owner = None
-                await self._conn.execute("ROLLBACK")
+                await self._conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._conn.execute("ROLLBACK")  # no-op error if COMMIT already ended it
+                if isinstance(exc, sqlite3.Error):
+                    raise DatabaseError(f"transaction failed: {exc}") from exc
                 raise
-            self._tx_owner = None
-            await self._conn.execute("COMMIT")
+            finally:
+                self._tx_owner = None
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -110,23 +135,23 @@ class Database:
         async with self._lock:
             yield
 
-    async def _write(self, sql: str, params: Iterable[Any]) -> sqlite3.Cursor | aiosqlite.Cursor:
+    async def _write(self, sql: str, params: Iterable[Any]) -> tuple[int | None, int]:
+        """Run one statement (committed on return unless inside transaction()): (lastrowid, rowcount)."""
         try:
-            async with self._locked():
-                return await self._conn.execute(sql, tuple(params))
+            async with self._locked(), self._conn.execute(sql, tuple(params)) as cur:
+                return cur.lastrowid, cur.rowcount
         except sqlite3.Error as exc:
             raise DatabaseError(f"write failed ({sql.split(' (')[0]}): {exc}") from exc
 
     async def _insert(self, sql: str, params: Iterable[Any]) -> int:
-        cur = await self._write(sql, params)
-        rowid = cur.lastrowid
+        rowid, _ = await self._write(sql, params)
         if rowid is None:
             raise DatabaseError(f"insert returned no row id ({sql.split(' (')[0]})")
         return rowid
 
     async def _update(self, sql: str, params: Iterable[Any], what: str, ident: int) -> None:
-        cur = await self._write(sql, params)
-        if cur.rowcount == 0:
+        _, count = await self._write(sql, params)
+        if count == 0:
             raise DatabaseError(f"{what} {ident} not found")
 
     async def _select(self, sql: str, convert: Callable[[sqlite3.Row], T]) -> list[T]:
@@ -135,7 +160,14 @@ class Database:
                 fetched = await cur.fetchall()
         except sqlite3.Error as exc:
             raise DatabaseError(f"read failed ({sql}): {exc}") from exc
-        return [convert(r) for r in fetched]
+        out = []
+        for row in fetched:
+            try:
+                out.append(convert(row))
+            except DecodeError as exc:
+                ident = row["id"] if "id" in tuple(row.keys()) else "?"  # `in row` would test values
+                raise DecodeError(f"{sql.split(' FROM ')[1].split()[0]} row {ident}: {exc}") from exc
+        return out
 
     # --- users --------------------------------------------------------------------------------
 
@@ -231,6 +263,8 @@ async def _apply_pragmas(conn: aiosqlite.Connection, wal: bool, autocheckpoint: 
 
 
 def _backup_file(src_path: str, dest_path: str) -> None:
+    if os.path.realpath(src_path) == os.path.realpath(dest_path):
+        raise DatabaseError(f"backup destination {dest_path} is the live database")
     tmp = f"{dest_path}.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
@@ -249,4 +283,8 @@ def _backup_file(src_path: str, dest_path: str) -> None:
         raise DatabaseError(f"backup of {src_path} to {dest_path} failed: {exc}") from exc
     finally:
         src.close()
+    for stale in (f"{dest_path}-wal", f"{dest_path}-shm"):
+        # a WAL left by an older file at dest_path would be replayed into the new copy
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     os.replace(tmp, dest_path)

@@ -9,6 +9,7 @@ NetInfo, LastSeen only while offline, CapMap with the three default capabilities
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,9 @@ class Mapper:
     def __init__(self, state: State, ctx: MapContext) -> None:
         self.state = state
         self.ctx = ctx
-        self._cache: dict[tuple[int, int, int, bool], JSON] = {}
+        # (node id, viewer capver) -> (node version, online, wire dict, its encoded JSON or None);
+        # one entry per node and capver, replaced when the node changes, so it never grows stale.
+        self._cache: dict[tuple[int, int], tuple[int, bool, JSON, bytes | None]] = {}
 
     # ---- nodes ---------------------------------------------------------------------------
 
@@ -68,13 +71,23 @@ class Mapper:
                 primaries.append(route)
         return primaries
 
+    def _entry(self, node: Node, cap: int) -> tuple[int, bool, JSON, bytes | None]:
+        version, online = self.state.node_versions.get(node.id, 0), self.state.is_online(node.id)
+        entry = self._cache.get((node.id, cap))
+        if entry is None or entry[0] != version or entry[1] != online:
+            entry = self._cache[(node.id, cap)] = (version, online, self._build_node(node, cap, online), None)
+        return entry
+
     def wire_node(self, node: Node, cap: int) -> JSON:
-        online = self.state.is_online(node.id)
-        key = (node.id, self.state.node_versions.get(node.id, 0), cap, online)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cache[key] = self._build_node(node, cap, online)
-        return cached
+        return self._entry(node, cap)[2]
+
+    def wire_node_bytes(self, node: Node, cap: int) -> bytes:
+        """The compact JSON of wire_node, encoded once per node version and shared by all viewers."""
+        version, online, wire, encoded = self._entry(node, cap)
+        if encoded is None:
+            encoded = json.dumps(wire, separators=(",", ":")).encode()
+            self._cache[(node.id, cap)] = (version, online, wire, encoded)
+        return encoded
 
     def _build_node(self, node: Node, cap: int, online: bool) -> JSON:
         addresses = [f"{a}/{a.max_prefixlen}" for a in (node.ipv4, node.ipv6) if a is not None]
@@ -143,7 +156,7 @@ class Mapper:
         resp = MapResponse(
             node=self.wire_node(viewer, cap),
             derp_map=self.ctx.derp_map(),
-            peers=[self.wire_node(p, cap) for p in peers],
+            peers_raw=[self.wire_node_bytes(p, cap) for p in peers],
             dns_config=self.ctx.dns_config,
             domain=self.ctx.domain,
             collect_services=False,

@@ -9,7 +9,6 @@ produce a full map. Each message is u32 little-endian length + one zstd frame of
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import struct
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import zstandard
 from pyscale.mapper.build import Mapper
 from pyscale.state.events import (
     Event,
+    FiltersChanged,
     FullUpdate,
     KeyExpiryChanged,
     NodeChanged,
@@ -38,12 +38,12 @@ BATCH_DELAY_S = 0.05  # gather a burst of changes into one delta
 _compressor = zstandard.ZstdCompressor(level=1)
 
 
-def frame(message: dict[str, Any]) -> bytes:
-    payload = _compressor.compress(json.dumps(message, separators=(",", ":")).encode())
+def frame(message: MapResponse) -> bytes:
+    payload = _compressor.compress(message.encode())
     return struct.pack("<I", len(payload)) + payload
 
 
-KEEPALIVE_FRAME = frame({"KeepAlive": True})
+KEEPALIVE_FRAME = frame(MapResponse(keep_alive=True))
 
 
 class MapSession:
@@ -57,7 +57,7 @@ class MapSession:
 
     async def messages(self) -> AsyncIterator[bytes]:
         """Framed messages until the viewer node is deleted (then the stream ends)."""
-        yield frame(self.mapper.full(self.node_id, self.cap).to_json())
+        yield frame(self.mapper.full(self.node_id, self.cap))
         while True:
             try:
                 event = await asyncio.wait_for(self.sub.queue.get(), self._keepalive_interval())
@@ -67,11 +67,14 @@ class MapSession:
             if self.batch_delay:
                 await asyncio.sleep(self.batch_delay)
             batch = [event, *self.sub.drain_pending()]
+            for e in batch:
+                if isinstance(e, NodeRemoved):
+                    self.mapper.forget(e.node_id)
             if any(isinstance(e, NodeRemoved) and e.node_id == self.node_id for e in batch):
                 return
             resp = self.delta(batch)
             if resp is not None:
-                yield frame(resp.to_json())
+                yield frame(resp)
 
     def _keepalive_interval(self) -> float:
         return KEEPALIVE_MIN_S + random.random() * KEEPALIVE_JITTER_S
@@ -80,7 +83,8 @@ class MapSession:
         state = self.mapper.state
         if self.node_id not in state.nodes:
             return None
-        if any(isinstance(e, FullUpdate) for e in batch):
+        if any(isinstance(e, FullUpdate) or (isinstance(e, FiltersChanged) and self.node_id in e.node_ids)
+               for e in batch):
             return self.mapper.full(self.node_id, self.cap)
         viewer = state.nodes[self.node_id]
         can_see = self.mapper.ctx.policy.can_see
@@ -110,7 +114,7 @@ class MapSession:
         peers = [state.nodes[i] for i in sorted(changed - {self.node_id})
                  if i in state.nodes and can_see(self.node_id, i)]
         if peers:
-            resp.peers_changed = [self.mapper.wire_node(p, self.cap) for p in peers]
+            resp.peers_changed_raw = [self.mapper.wire_node_bytes(p, self.cap) for p in peers]
             resp.user_profiles = self.mapper.user_profiles(peers)
         if removed:
             resp.peers_removed = sorted(removed)

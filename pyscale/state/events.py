@@ -7,6 +7,7 @@ slow State down: its queue is replaced by a single FullUpdate, which is always c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SUBSCRIBER_QUEUE_MAX = 1024
@@ -42,7 +43,15 @@ class FullUpdate:
     reason: str
 
 
-Event = NodeChanged | NodeRemoved | OnlineChanged | KeyExpiryChanged | FullUpdate
+@dataclass(frozen=True, slots=True)
+class FiltersChanged:
+    """The policy's answer for these viewers changed (filter, visible peers or SSH): they get a full map."""
+
+    node_ids: frozenset[int]
+
+
+Event = NodeChanged | NodeRemoved | OnlineChanged | KeyExpiryChanged | FullUpdate | FiltersChanged
+Hook = Callable[[Event], None]
 
 
 class Subscription:
@@ -71,8 +80,15 @@ class Subscription:
 
 
 class EventBus:
+    """Publishes to hooks first (synchronously: derived state such as the compiled policy is
+    updated before any map session sees the event), then to every subscriber's queue."""
+
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        self._hooks: list[Hook] = []
+
+    def add_hook(self, hook: Hook) -> None:
+        self._hooks.append(hook)
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self)
@@ -83,6 +99,8 @@ class EventBus:
         self._subs.discard(sub)
 
     def publish(self, event: Event) -> None:
+        for hook in self._hooks:
+            hook(event)
         for sub in list(self._subs):
             sub.push(event)
 

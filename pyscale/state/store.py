@@ -32,6 +32,8 @@ from pyscale.state.names import unique_given_name, validate_given_name
 
 log = logging.getLogger("pyscale.state")
 
+OFFLINE_GRACE_S = 10.0  # Headscale waits 10 s for a reconnect before telling peers a node went offline
+
 
 class Storage(Protocol):
     async def load_users(self) -> list[User]: ...
@@ -50,12 +52,18 @@ class Storage(Protocol):
     async def insert_apikey(self, key: ApiKey) -> int: ...
     async def update_apikey(self, key: ApiKey) -> None: ...
     async def delete_apikey(self, key_id: int) -> None: ...
+    async def load_policy(self) -> str | None: ...
+    async def insert_policy(self, text: str) -> int: ...
 
 
 class State:
-    def __init__(self, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0) -> None:
+    def __init__(self, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0,
+                 offline_grace: float = OFFLINE_GRACE_S) -> None:
         self.db = db
         self.ephemeral_timeout = ephemeral_timeout
+        self.offline_grace = offline_grace
+        self._lingering: dict[int, asyncio.TimerHandle] = {}  # disconnected, inside the grace period
+        self._pending: set[asyncio.Task[None]] = set()
         self._ephemeral_timers: dict[int, asyncio.TimerHandle] = {}
         self.ipam = ipam
         self.bus = EventBus()
@@ -121,7 +129,7 @@ class State:
             raise NotFound(f"node {node_id} not found") from None
 
     def is_online(self, node_id: int) -> bool:
-        return self.sessions.get(node_id, 0) > 0
+        return self.sessions.get(node_id, 0) > 0 or node_id in self._lingering
 
     def is_ephemeral(self, node: Node) -> bool:
         return node.is_ephemeral(self.preauthkeys)
@@ -210,6 +218,14 @@ class State:
         await self.db.delete_apikey(key_id)
         self.apikeys.pop(key_id, None)
 
+    # ---- policy (database mode) ----------------------------------------------------------
+
+    async def stored_policy(self) -> str:
+        return await self.db.load_policy() or ""
+
+    async def store_policy(self, text: str) -> None:
+        await self.db.insert_policy(text)  # Headscale appends a row per change; the newest wins
+
     # ---- nodes ---------------------------------------------------------------------------
 
     def taken_given_names(self, except_id: int | None = None) -> set[str]:
@@ -289,22 +305,43 @@ class State:
             timer.cancel()
 
     def close(self) -> None:
-        for timer in self._ephemeral_timers.values():
+        for timer in [*self._ephemeral_timers.values(), *self._lingering.values()]:
             timer.cancel()
         self._ephemeral_timers.clear()
+        self._lingering.clear()
 
     def connect(self, node_id: int) -> None:
         self._cancel_ephemeral_gc(node_id)
         self.sessions[node_id] = self.sessions.get(node_id, 0) + 1
-        if self.sessions[node_id] == 1:
+        lingering = self._lingering.pop(node_id, None)
+        if lingering is not None:
+            lingering.cancel()  # back within the grace period: peers never saw it go
+        elif self.sessions[node_id] == 1:
             self.bus.publish(OnlineChanged(node_id, True))
 
     async def disconnect(self, node_id: int) -> None:
+        """A map stream ended. The node counts as online for ``offline_grace`` seconds more, so a
+        client that reconnects at once (new key, new Noise connection) causes no offline/online flap."""
         count = self.sessions.get(node_id, 0) - 1
         if count > 0:
             self.sessions[node_id] = count
             return
         self.sessions.pop(node_id, None)
+        if self.offline_grace <= 0:
+            await self._went_offline(node_id)
+            return
+        self._lingering[node_id] = asyncio.get_running_loop().call_later(
+            self.offline_grace, self._spawn_offline, node_id)
+
+    def _spawn_offline(self, node_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._went_offline(node_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _went_offline(self, node_id: int) -> None:
+        self._lingering.pop(node_id, None)
+        if self.sessions.get(node_id, 0) > 0:
+            return
         node = self.nodes.get(node_id)
         if node is None:
             return

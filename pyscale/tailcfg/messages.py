@@ -8,6 +8,7 @@ forwards them, reading only a few fields through the accessors below.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -195,6 +196,10 @@ class MapResponse:
     debug: JSON | None = None
     control_time: datetime | None = None
     extra: JSON = field(default_factory=dict)
+    # Pre-encoded node JSON (shared by every viewer with the same capability version), spliced in by
+    # encode() instead of re-serialising thousands of identical peers for every session.
+    peers_raw: list[bytes] | None = None
+    peers_changed_raw: list[bytes] | None = None
 
     _NAMES = (
         ("keep_alive", "KeepAlive"), ("node", "Node"), ("derp_map", "DERPMap"), ("peers", "Peers"),
@@ -215,3 +220,13 @@ class MapResponse:
             out["ControlTime"] = format_time(self.control_time)
         out.update(self.extra)
         return out
+
+    def encode(self) -> bytes:
+        """Compact JSON bytes of this message, raw peer fragments included."""
+        head = json.dumps(self.to_json(), separators=(",", ":")).encode()
+        parts = [b'"%s":[%s]' % (name, b",".join(raw)) for name, raw in
+                 ((b"Peers", self.peers_raw), (b"PeersChanged", self.peers_changed_raw)) if raw is not None]
+        if not parts:
+            return head
+        inner = head[1:-1]
+        return b"{" + b",".join([*parts, inner] if inner else parts) + b"}"

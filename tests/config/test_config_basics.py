@@ -141,3 +141,64 @@ def test_no_file_without_embedded_is_an_error(tmp_path: pathlib.Path) -> None:
     report = load_config_report(None, {"HOME": str(tmp_path)}, search_dirs=[str(tmp_path)])
     assert not report.ok
     assert "no config file found" in str(report.errors[0])
+
+
+def test_deploy_example_is_valid_and_uses_only_current_keys() -> None:
+    example = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
+    report = load_config_report(str(example), env={})
+    assert report.ok, format_configtest(report)
+    assert report.mappings == [] and report.warnings == [], format_configtest(report)
+    cfg = report.config
+    assert cfg.server_url == "https://headscale.example.com"
+    assert cfg.unix_socket_permission == 0o770
+    assert cfg.dns.base_domain == "tailnet.example.net" and cfg.dns.magic_dns
+
+
+def test_example_documents_every_headscale_example_key() -> None:
+    """Every key in Headscale's example config also appears in ours (commented out for oidc)."""
+    import yaml
+
+    def keys(node: object, prefix: str = "") -> set[str]:
+        if not isinstance(node, dict):
+            return {prefix}
+        out: set[str] = set()
+        for k, v in node.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out |= keys(v, path) if isinstance(v, dict) and v else {path}
+        return out
+
+    hs = keys(yaml.safe_load(pathlib.Path(EXAMPLE).read_text()))
+    ours_text = (pathlib.Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml").read_text()
+    ours = keys(yaml.safe_load(ours_text))
+    skipped = {k for k in hs if k.startswith("database.gorm.")}  # gorm tuning has no meaning in pyscale
+    assert hs - ours - skipped == set()
+
+
+def test_cli_config_ignores_server_only_problems(write, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
+    from pyscale.config import load_cli_config
+
+    minimal = str(DATA / "headscale" / "minimal.yaml")  # no prefixes, no database: the server refuses it
+    assert not load_config_report(minimal, env={}).ok
+    cfg = load_cli_config(minimal, env={"PYSCALE_CLI_TIMEOUT": "9s"})
+    assert cfg.unix_socket == "/var/run/headscale/headscale.sock" and cfg.cli.timeout == 9
+    for text in ("unix_socket: /x.sock\ncli:\n  timeout: often\n", "a: [\n"):
+        try:
+            load_cli_config(write(text), env={})
+        except ConfigError as e:
+            assert all(p.key in ("", "cli.timeout") for p in e.problems), e
+        else:
+            raise AssertionError("ConfigError not raised")
+    # No file at all: the embedded default's socket, so the CLI finds a server started without a config.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = load_cli_config(None, {}, search_dirs=[str(empty)], embedded_data_dir=str(empty))
+    assert cfg.unix_socket == str(empty / "pyscale.sock")
+
+
+def test_string_keys_keep_what_was_written(write) -> None:  # type: ignore[no-untyped-def]
+    text = (DATA / "headscale" / "config-example-v0.27.1.yaml").read_text()
+    text = text.replace('region_code: "headscale"', "region_code: no").replace(
+        'region_name: "Headscale Embedded DERP"', "region_name: 0123"
+    )
+    cfg = load_config(write(text), env={})
+    assert (cfg.derp.server.region_code, cfg.derp.server.region_name) == ("no", "0123")

@@ -159,3 +159,31 @@ async def test_map_for_foreign_node_key_is_refused(app: App) -> None:
                                                         "Stream": False, "OmitPeers": True, "Compress": "zstd"})
     assert status == 404
     intruder.close()
+
+
+@pytest.mark.asyncio
+async def test_hostname_changes_follow_unless_renamed(app: App) -> None:
+    assert app.state is not None
+    user = await app.state.create_user("alice")
+    key = await app.state.create_preauthkey(user.id, reusable=True, ephemeral=False, expiration=None, tags=[])
+    machine = PrivateKey.generate()
+    await register(app, machine, key.key, 9)
+    node_key = NodePublic(bytes([9]) * 32)
+
+    async def report(hostname: str) -> None:
+        client = await NoiseClient.connect(app.listen_port, server_public(app), machine)
+        status, _ = await client.request("/machine/map", {"Version": 130, "NodeKey": str(node_key), "Stream": False,
+                                                          "OmitPeers": True, "Compress": "zstd",
+                                                          "Hostinfo": {"Hostname": hostname}})
+        client.close()
+        assert status == 200
+
+    await report("Beta")
+    node = app.state.node_by_node_key(node_key)
+    assert node is not None and (node.hostname, node.given_name) == ("beta", "beta")
+    await app.state.rename_node(node.id, "custom")
+    await report("gamma")
+    node = app.state.node_by_node_key(node_key)
+    assert node is not None and (node.hostname, node.given_name) == ("gamma", "custom")
+    await report("not valid!")
+    assert app.state.node(node.id).hostname == "gamma"

@@ -94,8 +94,8 @@ def test_lists_and_json() -> None:
         assert codec.decode_str_list(empty) == []
     with pytest.raises(DecodeError):
         codec.decode_str_list('{"a":1}')
-    assert codec.encode_hostinfo(None) == "null"
-    assert codec.decode_hostinfo("null") is None
+    assert codec.encode_hostinfo(None) is None
+    assert codec.decode_hostinfo("null") is None and codec.decode_hostinfo(None) is None
     hi = {"Hostname": "hé", "RoutableIPs": ["10.0.0.0/24"], "NetInfo": {"PreferredDERP": 1}}
     want = '{"Hostname":"hé","RoutableIPs":["10.0.0.0/24"],"NetInfo":{"PreferredDERP":1}}'
     assert codec.encode_hostinfo(hi) == want

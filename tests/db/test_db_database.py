@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from pyscale.db import Database, DatabaseError, UnsupportedDatabase
+from pyscale.db import Database, DatabaseError, DecodeError, UnsupportedDatabase
 from pyscale.db.schema import MIGRATION_IDS_V0_27_1, schema_diff
 from pyscale.keys import DiscoPublic, MachinePublic, NodePublic
 from pyscale.state.model import ZERO_TIME, ApiKey, Node, PreAuthKey, User
-from tests.db.conftest import raw_schema, reference_raw_schema
+from tests.db.dbtest_helpers import raw_schema, reference_raw_schema
 
 ODD = timezone(timedelta(hours=5, minutes=45))
 pytestmark = pytest.mark.asyncio
@@ -67,6 +67,17 @@ async def test_fresh_file_is_exactly_v0_27_1(tmp_path: Path, db: Database) -> No
     assert sorted(ids) == sorted(MIGRATION_IDS_V0_27_1) and len(ids) == 18
 
 
+async def test_creates_missing_directory(tmp_path: Path) -> None:
+    d = await Database.open(str(tmp_path / "a" / "b" / "db.sqlite"))
+    try:
+        assert d.prepared.created
+        async with d._conn.execute("PRAGMA auto_vacuum") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] == 2  # INCREMENTAL, as headscale creates its files
+    finally:
+        await d.close()
+
+
 async def test_reopen_and_pragmas(tmp_path: Path) -> None:
     path = str(tmp_path / "db.sqlite")
     first = await Database.open(path)
@@ -86,6 +97,7 @@ async def test_reopen_and_pragmas(tmp_path: Path) -> None:
     finally:
         await second.close()
     assert not await second.ping()  # closed
+    await second.close()  # idempotent
 
 
 async def test_rollback_journal_when_wal_disabled(tmp_path: Path) -> None:
@@ -179,7 +191,7 @@ async def test_nodes_roundtrip(db: Database) -> None:
     assert (await db.load_nodes())[0] == full
     raw = await _raw(db, "SELECT machine_key, node_key, disco_key, endpoints, host_info, ipv4, ipv6, "
                          "forced_tags, expiry, approved_routes, last_seen FROM nodes ORDER BY id")
-    assert raw[1] == ("mkey:" + "05" * 32, "nodekey:" + "06" * 32, "discokey:" + "00" * 32, "[]", "null",
+    assert raw[1] == ("mkey:" + "05" * 32, "nodekey:" + "06" * 32, "discokey:" + "00" * 32, "[]", None,
                       None, None, "[]", None, "[]", None)
     assert raw[2][8] == "2024-02-29 23:59:59.000001+05:45"
     assert raw[0][3] == '["5.6.7.8:1"]' and raw[0][5:7] == ("100.64.0.1", "fd7a:115c:a1e0::1")
@@ -254,6 +266,26 @@ async def test_backup_is_consistent_copy(tmp_path: Path, db: Database) -> None:
     await reopened.close()
 
 
+async def test_backup_guards(tmp_path: Path, db: Database) -> None:
+    with pytest.raises(DatabaseError, match="live database"):
+        await db.backup(db.path)
+    dest = tmp_path / "b.sqlite"
+    old = await Database.open(str(dest))  # an older copy in WAL mode with a pending -wal file
+    await old.insert_user(User(id=0, name="stale", created_at=T1, updated_at=T1))
+    wal = Path(f"{dest}-wal").read_bytes()
+    await old._conn.close()  # the last close checkpoints and deletes the -wal ...
+    Path(f"{dest}-wal").write_bytes(wal)  # ... so put it back, as a crashed process would leave it
+    await db.insert_user(User(id=0, name="fresh", created_at=T1, updated_at=T1))
+    await db.backup(str(dest))
+    assert not Path(f"{dest}-wal").exists()
+    conn = sqlite3.connect(dest)
+    try:
+        assert [r[0] for r in conn.execute("SELECT name FROM users")] == ["fresh"]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+
+
 async def test_refuses_unknown_file(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
@@ -277,3 +309,22 @@ async def _insert_many(db: Database, n: int) -> None:
 async def _raw(db: Database, sql: str) -> list[tuple[object, ...]]:
     async with db._conn.execute(sql) as cur:
         return [tuple(r) for r in await cur.fetchall()]
+
+
+async def test_bad_stored_value_names_table_and_row(db: Database) -> None:
+    uid = await db.insert_user(User(id=0, name="frank", created_at=T1, updated_at=T1))
+    nid = await db.insert_node(_node(3, uid))
+    await db._conn.execute("UPDATE nodes SET expiry = 'next tuesday' WHERE id = ?", (nid,))
+    with pytest.raises(DecodeError, match=f"nodes row {nid}: unparseable timestamp 'next tuesday'"):
+        await db.load_nodes()
+
+
+async def test_failed_write_inside_transaction_rolls_back_all(db: Database) -> None:
+    with pytest.raises(DatabaseError):
+        async with db.transaction():
+            await db.insert_user(User(id=0, name="gina", created_at=T1, updated_at=T1))
+            await db.insert_user(User(id=0, name="gina", created_at=T1, updated_at=T1))  # unique index
+    assert await db.load_users() == []
+    async with db.transaction():  # the connection is usable again
+        await db.insert_user(User(id=0, name="gina", created_at=T1, updated_at=T1))
+    assert [u.name for u in await db.load_users()] == ["gina"]

@@ -64,8 +64,9 @@ def client_env(**extra: str) -> dict[str, str]:
 
 
 class PyscaleServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_config: str = "") -> None:
         self.root = root
+        self.extra_config = extra_config
         self.port = free_port()
         self.stun_port = free_port(socket.SOCK_DGRAM)
         self.metrics_port = free_port()
@@ -109,7 +110,7 @@ dns:
   override_local_dns: false
 log:
   level: info
-"""
+""" + self.extra_config
 
     def start(self) -> PyscaleServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process

@@ -169,3 +169,28 @@ def test_ipam_skips_reserved_and_exhausts() -> None:
     rand = IPAllocator(ipaddress.IPv4Network("100.115.92.0/22"), None, "random")
     got = {rand.allocate()[0] for _ in range(200)}
     assert all(a not in ipaddress.ip_network("100.115.92.0/23") for a in got if a is not None)
+
+
+@pytest.mark.asyncio
+async def test_offline_only_after_the_grace_period(env: tuple[State, Registrar, int]) -> None:
+    from pyscale.state.events import OnlineChanged
+
+    state, reg, uid = env
+    state.offline_grace = 0.2
+    key = await state.create_preauthkey(uid, reusable=True, ephemeral=False, expiration=None, tags=[])
+    await reg.register(request(1, key.key), mkey(1))
+    node = state.node_by_node_key(nkey(1))
+    assert node is not None
+    sub = state.bus.subscribe()
+    state.connect(node.id)
+    await state.disconnect(node.id)
+    state.connect(node.id)  # reconnect inside the grace period: no flap
+    assert state.is_online(node.id)
+    assert [e for e in sub.drain_pending() if isinstance(e, OnlineChanged)] == [OnlineChanged(node.id, True)]
+    await state.disconnect(node.id)
+    assert state.is_online(node.id)
+    event = await asyncio.wait_for(sub.queue.get(), 5)
+    while not isinstance(event, OnlineChanged):
+        event = await asyncio.wait_for(sub.queue.get(), 5)
+    assert event == OnlineChanged(node.id, False) and not state.is_online(node.id)
+    assert state.nodes[node.id].last_seen is not None

@@ -1,0 +1,1 @@
+../../migrations/0001_headscale_202507021200_rebuild_tables.sql

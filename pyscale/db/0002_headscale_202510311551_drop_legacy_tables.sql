@@ -1,0 +1,1 @@
+../../migrations/0002_headscale_202510311551_drop_legacy_tables.sql

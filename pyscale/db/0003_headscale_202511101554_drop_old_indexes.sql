@@ -1,0 +1,1 @@
+../../migrations/0003_headscale_202511101554_drop_old_indexes.sql
