@@ -29,6 +29,7 @@ RANDOM_FIELDS = {"prefix"}
 KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^(mkey|nodekey|discokey):[0-9a-f]{64}$"), r"\1:<hex>"),
     (re.compile(r"^[0-9a-f]{48}$"), "<preauthkey>"),
+    (re.compile(r"^[A-Za-z0-9_-]{7}\.[A-Za-z0-9_-]{32}$"), "<apikey>"),
 )
 # Columns of the database whose values are random or instants.
 DB_VOLATILE = {"created_at", "updated_at", "deleted_at", "expiry", "expiration", "last_seen", "machine_key",
@@ -78,6 +79,28 @@ def run_scenario(server: PyscaleServer, make_node: Callable[..., Tailscaled], pr
     cap.add("nodes list after delete", cli_json(server, "nodes", "list"))
     cap.add("users rename", cli_json(server, "users", "rename", "-i", "2", "-r", "robert"))
     cap.add("users list final", cli_json(server, "users", "list"))
+    return cap
+
+
+def run_admin_scenario(server: PyscaleServer, make_node: Callable[..., Tailscaled], prefix: str) -> Capture:
+    """Subnet routes (advertised by a real node, then approved), forced tags and API keys."""
+    cap = Capture()
+    server.cli("users", "create", "alice")
+    key = cli_json(server, "preauthkeys", "-u", "1", "create", "--reusable", "-e", "1h")["key"]
+    node = make_node(f"{prefix}r")
+    node.up(server.url, key, "--advertise-routes=10.9.0.0/24")
+    wait_until("the router online", lambda: _all_online(server, 1), timeout=60)
+    wait_until("the route announced", lambda: cli_json(server, "nodes", "list-routes")[0].get("available_routes"),
+               timeout=60)
+    cap.add("nodes list-routes", cli_json(server, "nodes", "list-routes"))
+    cap.add("nodes approve-routes", cli_json(server, "nodes", "approve-routes", "-i", "1", "-r", "10.9.0.0/24"))
+    cap.add("nodes list-routes approved", cli_json(server, "nodes", "list-routes"))
+    cap.add("nodes tag", cli_json(server, "nodes", "tag", "-i", "1", "-t", "tag:test"))
+    cap.add("nodes list --tags", cli_json(server, "nodes", "list", "--tags"))
+    api_key = cap.add("apikeys create", cli_json(server, "apikeys", "create", "-e", "1h"))
+    cap.add("apikeys list", cli_json(server, "apikeys", "list"))
+    cap.add("apikeys expire", cli_json(server, "apikeys", "expire", "--prefix", api_key.split(".")[0]))
+    cap.add("apikeys list expired", cli_json(server, "apikeys", "list"))
     return cap
 
 
