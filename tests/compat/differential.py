@@ -77,7 +77,14 @@ def run_scenario(server: PyscaleServer, make_node: Callable[..., Tailscaled], pr
     cap.add("preauthkeys list alice", cli_json(server, "preauthkeys", "-u", "1", "list"))
     cap.add("nodes delete", cli_json(server, "nodes", "delete", "-i", "2", "--force"))
     cap.add("nodes list after delete", cli_json(server, "nodes", "list"))
+    cap.add("nodes list by user", cli_json(server, "nodes", "list", "-u", "alice"))
+    cap.add("preauthkeys create ephemeral", cli_json(server, "preauthkeys", "-u", "2", "create", "--ephemeral",
+                                                     "--reusable", "-e", "2h"))
+    cap.add("preauthkeys list bob final", cli_json(server, "preauthkeys", "-u", "2", "list"))
     cap.add("users rename", cli_json(server, "users", "rename", "-i", "2", "-r", "robert"))
+    cap.add("users create carol", cli_json(server, "users", "create", "carol", "--email", "carol@example.com"))
+    cap.add("users list by name", cli_json(server, "users", "list", "-n", "robert"))
+    cap.add("users destroy", cli_json(server, "users", "destroy", "-i", "3", "--force"))
     cap.add("users list final", cli_json(server, "users", "list"))
     return cap
 
