@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,13 @@ def peer_names(node: Tailscaled) -> set[str]:
     return {str(p.get("DNSName", "")).split(".")[0] for p in peers}
 
 
-def run_one(server: SharedConfigPyscale, bins: dict[str, Path], root: Path, n: int, rounds: int) -> dict[str, Any]:
+def _seen_by_others(nodes: list[Tailscaled], new: str) -> bool:
+    return sum(new in peer_names(node) for node in nodes) == len(nodes) - 1
+
+
+def run_one(
+    server: SharedConfigPyscale, bins: dict[str, Path], root: Path, n: int, rounds: int
+) -> dict[str, Any]:
     nodes: list[Tailscaled] = []
     server.start()
     assert server.proc is not None
@@ -54,16 +61,28 @@ def run_one(server: SharedConfigPyscale, bins: dict[str, Path], root: Path, n: i
     cpu0 = cpu_seconds(pid)
     try:
         server.cli("users", "create", "bench")
-        key = server.cli("preauthkeys", "-u", "1", "create", "--reusable", "-e", "1h").stdout.strip().splitlines()[-1]
+        key = (
+            server.cli("preauthkeys", "-u", "1", "create", "--reusable", "-e", "1h")
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         with ThreadPoolExecutor(max_workers=n) as pool:
-            nodes = list(pool.map(lambda i: Tailscaled(root, f"n{i}", bins["tailscaled"], bins["tailscale"]).start(),
-                                  range(n)))
+            nodes = list(
+                pool.map(
+                    lambda i: Tailscaled(root, f"n{i}", bins["tailscaled"], bins["tailscale"]).start(),
+                    range(n),
+                )
+            )
             t0 = time.perf_counter()
             list(pool.map(lambda node: node.up(server.url, key), nodes))
             up_s = time.perf_counter() - t0
             names = {f"n{i}" for i in range(n)}
-            wait_until("every node sees every other", lambda: all(
-                peer_names(node) >= names - {node.name} for node in nodes), timeout=300, interval=0.05)
+            wait_until(
+                "every node sees every other",
+                lambda: all(peer_names(node) >= names - {node.name} for node in nodes),
+                timeout=300,
+                interval=0.05,
+            )
             join_s = time.perf_counter() - t0
             renames = []
             for r in range(rounds):
@@ -71,12 +90,16 @@ def run_one(server: SharedConfigPyscale, bins: dict[str, Path], root: Path, n: i
                 t1 = time.perf_counter()
                 server.cli("nodes", "rename", "-i", "1", new)
                 # node id 1 is whichever `up` won the race: every *other* node must see the new name
-                wait_until(f"rename {new} seen by all", lambda new=new: sum(
-                    new in peer_names(node) for node in nodes) == n - 1, timeout=120, interval=0.05)
+                wait_until(f"rename {new} seen by all", partial(_seen_by_others, nodes, new), 120, 0.05)
                 renames.append(time.perf_counter() - t1)
-        return {"nodes": n, "all_up_returned_s": round(up_s, 2), "join_converged_s": round(join_s, 2),
-                "rename_propagated_median_s": round(statistics.median(renames), 3),
-                "server_cpu_s": round(cpu_seconds(pid) - cpu0, 2), "server_peak_rss_mb": peak_rss_mb(pid)}
+        return {
+            "nodes": n,
+            "all_up_returned_s": round(up_s, 2),
+            "join_converged_s": round(join_s, 2),
+            "rename_propagated_median_s": round(statistics.median(renames), 3),
+            "server_cpu_s": round(cpu_seconds(pid) - cpu0, 2),
+            "server_peak_rss_mb": peak_rss_mb(pid),
+        }
     finally:
         for node in nodes:
             node.stop()
@@ -95,12 +118,14 @@ def main() -> None:
         for name in ("pyscale", "headscale"):
             root = Path(tmp) / name
             root.mkdir()
-            server = (SharedConfigPyscale(root) if name == "pyscale"
-                      else HeadscaleServer(root, bins["headscale"]))
+            server = (
+                SharedConfigPyscale(root) if name == "pyscale" else HeadscaleServer(root, bins["headscale"])
+            )
             result[name] = run_one(server, bins, root, args.nodes, args.rounds)
     for key in ("join_converged_s", "rename_propagated_median_s", "server_cpu_s", "server_peak_rss_mb"):
         result[f"ratio_{key}_pyscale_over_headscale"] = round(
-            result["pyscale"][key] / max(result["headscale"][key], 1e-9), 2)
+            result["pyscale"][key] / max(result["headscale"][key], 1e-9), 2
+        )
     if args.json:
         print(json.dumps(result))
     else:

@@ -54,13 +54,16 @@ def derper_drops(port: int) -> dict[str, int]:
     """derper's packet drops by reason, from its Prometheus page (served to loopback clients)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/debug/varz", timeout=5).read().decode()
     out: dict[str, int] = {"max_send_queue_bytes": 0}
-    for m in re.finditer(r'^derp_packets_dropped\{reason="([^"]+)",kind="[^"]+"\} (\d+)$', text, re.MULTILINE):
+    for m in re.finditer(
+        r'^derp_packets_dropped\{reason="([^"]+)",kind="[^"]+"\} (\d+)$', text, re.MULTILINE
+    ):
         out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
     return out
 
 
-async def derp_load(args: argparse.Namespace, port: int, pid: int, drops: Callable[[], dict[str, int]]
-                    ) -> dict[str, Any]:
+async def derp_load(
+    args: argparse.Namespace, port: int, pid: int, drops: Callable[[], dict[str, int]]
+) -> dict[str, Any]:
     """The same DERP clients against whichever relay listens on port."""
     url = f"http://127.0.0.1:{port}/derp"
 
@@ -71,38 +74,69 @@ async def derp_load(args: argparse.Namespace, port: int, pid: int, drops: Callab
         sr, sw, _ = tx.detach()
         return (sr, sw), (rr, rw, initial), rx.public_key
 
-    return await run_load(connect_pair, args.pairs, args.size, args.seconds, args.window, args.batch, pid,
-                          drops=drops)
+    return dict(
+        await run_load(
+            connect_pair, args.pairs, args.size, args.seconds, args.window, args.batch, pid, drops=drops
+        )
+    )
 
 
 def start_derper(binary: Path, tmp: str, port: int, stun_port: int, procs: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, **QUIET_ENV)
     if procs > 0:
         env["GOMAXPROCS"] = str(procs)
-    cmd = [str(binary), "-a", f"127.0.0.1:{port}", "-http-port", "-1", "-c", f"{tmp}/derper.json",
-           "-stun" if stun_port > 0 else "-stun=false", "-stun-port", str(max(stun_port, 1))]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        str(binary),
+        "-a",
+        f"127.0.0.1:{port}",
+        "-http-port",
+        "-1",
+        "-c",
+        f"{tmp}/derper.json",
+        "-stun" if stun_port > 0 else "-stun=false",
+        "-stun-port",
+        str(max(stun_port, 1)),
+    ]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def start_pyscale_relay(tmp: str, port: int, stun_port: int, no_uvloop: bool) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "derp", "-a", f"127.0.0.1:{port}", "--stun-port", str(stun_port if stun_port > 0
-                                                                                         else -1),
-           "-c", f"{tmp}/k", "--stats-interval", "0"] + (["--no-uvloop"] if no_uvloop else [])
-    return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "derp",
+        "-a",
+        f"127.0.0.1:{port}",
+        "--stun-port",
+        str(stun_port if stun_port > 0 else -1),
+        "-c",
+        f"{tmp}/k",
+        "--stats-interval",
+        "0",
+    ] + (["--no-uvloop"] if no_uvloop else [])
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
-def measure(name: str, proc: subprocess.Popen[bytes], port: int, stun_port: int,
-            args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    name: str, proc: subprocess.Popen[bytes], port: int, stun_port: int, args: argparse.Namespace
+) -> dict[str, Any]:
     _wait_http(f"http://127.0.0.1:{port}/derp/probe", proc)
     if args.stun:
         cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-        res = bench_stun_parallel(stun_port, args.seconds, args.stun_clients)
+        res: dict[str, Any] = dict(bench_stun_parallel(stun_port, args.seconds, args.stun_clients))
         res["server_cpu_fraction"] = round((cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0), 2)
         return res
     drops = (lambda: derper_drops(port)) if name == "derper" else (lambda: _drops(port))
-    return asyncio.run(derp_load(args, port, proc.pid, drops))
+    return dict(asyncio.run(derp_load(args, port, proc.pid, drops)))
 
 
 def main() -> None:
@@ -119,16 +153,21 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     derper = ensure_peers(["derper"], log=not args.json)["derper"]
-    result: dict[str, Any] = {"pairs": args.pairs, "size": args.size, "seconds": args.seconds,
-                              "derper": "v1.90.9", "derper_gomaxprocs": args.derper_procs or os.cpu_count(),
-                              "pyscale_uvloop": not args.no_uvloop and _has_uvloop()}
+    result: dict[str, Any] = {
+        "pairs": args.pairs,
+        "size": args.size,
+        "seconds": args.seconds,
+        "derper": "v1.90.9",
+        "derper_gomaxprocs": args.derper_procs or os.cpu_count(),
+        "pyscale_uvloop": not args.no_uvloop and _has_uvloop(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        for name, start in (
-            ("derper", lambda port, stun: start_derper(derper, tmp, port, stun, args.derper_procs)),
-            ("pyscale", lambda port, stun: start_pyscale_relay(tmp, port, stun, args.no_uvloop)),
-        ):
+        for name in ("derper", "pyscale"):
             port, stun_port = _free_port(), (_free_port() if args.stun else -1)
-            proc = start(port, stun_port)
+            if name == "derper":
+                proc = start_derper(derper, tmp, port, stun_port, args.derper_procs)
+            else:
+                proc = start_pyscale_relay(tmp, port, stun_port, args.no_uvloop)
             try:
                 result[name] = measure(name, proc, port, stun_port, args)
             finally:
@@ -139,7 +178,9 @@ def main() -> None:
     if not args.stun:
         per_cpu = "gbit_per_server_cpu_s"
         if result["derper"][per_cpu] > 0:
-            result["ratio_per_server_cpu_s"] = round(result["pyscale"][per_cpu] / result["derper"][per_cpu], 3)
+            result["ratio_per_server_cpu_s"] = round(
+                result["pyscale"][per_cpu] / result["derper"][per_cpu], 3
+            )
     if args.json:
         print(json.dumps(result))
     else:

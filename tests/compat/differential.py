@@ -22,8 +22,17 @@ from tests.peers.tailnet import Tailscaled
 
 KNOWN_DIFFERENCES_MD = Path(__file__).with_name("KNOWN_DIFFERENCES.md")
 # Field names whose values are instants: only their presence (null or not) is compared.
-TIME_FIELDS = {"created_at", "createdAt", "updated_at", "updatedAt", "deleted_at", "expiration", "expiry",
-               "last_seen", "lastSeen"}
+TIME_FIELDS = {
+    "created_at",
+    "createdAt",
+    "updated_at",
+    "updatedAt",
+    "deleted_at",
+    "expiration",
+    "expiry",
+    "last_seen",
+    "lastSeen",
+}
 # Field names whose values are random per run (API key prefixes).
 RANDOM_FIELDS = {"prefix"}
 KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -32,8 +41,22 @@ KEY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^[A-Za-z0-9_-]{7}\.[A-Za-z0-9_-]{32}$"), "<apikey>"),
 )
 # Columns of the database whose values are random or instants.
-DB_VOLATILE = {"created_at", "updated_at", "deleted_at", "expiry", "expiration", "last_seen", "machine_key",
-               "node_key", "disco_key", "key", "hash", "prefix", "host_info", "endpoints"}
+DB_VOLATILE = {
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "expiry",
+    "expiration",
+    "last_seen",
+    "machine_key",
+    "node_key",
+    "disco_key",
+    "key",
+    "hash",
+    "prefix",
+    "host_info",
+    "endpoints",
+}
 
 Run = Callable[..., Any]
 
@@ -58,12 +81,18 @@ def run_scenario(server: PyscaleServer, make_node: Callable[..., Tailscaled], pr
     """Users, pre-auth keys, real registration, rename, expire, delete; returns the JSON outputs."""
     cap = Capture()
     cap.add("users create alice", cli_json(server, "users", "create", "alice"))
-    cap.add("users create bob", cli_json(server, "users", "create", "bob", "--display-name", "Bob B",
-                                         "--email", "bob@example.com"))
+    cap.add(
+        "users create bob",
+        cli_json(server, "users", "create", "bob", "--display-name", "Bob B", "--email", "bob@example.com"),
+    )
     cap.add("users list", cli_json(server, "users", "list"))
-    key_a = cap.add("preauthkeys create reusable", cli_json(server, "preauthkeys", "-u", "1", "create",
-                                                            "--reusable", "-e", "1h"))
-    key_b = cap.add("preauthkeys create single", cli_json(server, "preauthkeys", "-u", "2", "create", "-e", "1h"))
+    key_a = cap.add(
+        "preauthkeys create reusable",
+        cli_json(server, "preauthkeys", "-u", "1", "create", "--reusable", "-e", "1h"),
+    )
+    key_b = cap.add(
+        "preauthkeys create single", cli_json(server, "preauthkeys", "-u", "2", "create", "-e", "1h")
+    )
     nodea, nodeb = make_node(f"{prefix}a"), make_node(f"{prefix}b")
     nodea.up(server.url, key_a["key"])
     nodeb.up(server.url, key_b["key"])
@@ -78,11 +107,15 @@ def run_scenario(server: PyscaleServer, make_node: Callable[..., Tailscaled], pr
     cap.add("nodes delete", cli_json(server, "nodes", "delete", "-i", "2", "--force"))
     cap.add("nodes list after delete", cli_json(server, "nodes", "list"))
     cap.add("nodes list by user", cli_json(server, "nodes", "list", "-u", "alice"))
-    cap.add("preauthkeys create ephemeral", cli_json(server, "preauthkeys", "-u", "2", "create", "--ephemeral",
-                                                     "--reusable", "-e", "2h"))
+    cap.add(
+        "preauthkeys create ephemeral",
+        cli_json(server, "preauthkeys", "-u", "2", "create", "--ephemeral", "--reusable", "-e", "2h"),
+    )
     cap.add("preauthkeys list bob final", cli_json(server, "preauthkeys", "-u", "2", "list"))
     cap.add("users rename", cli_json(server, "users", "rename", "-i", "2", "-r", "robert"))
-    cap.add("users create carol", cli_json(server, "users", "create", "carol", "--email", "carol@example.com"))
+    cap.add(
+        "users create carol", cli_json(server, "users", "create", "carol", "--email", "carol@example.com")
+    )
     cap.add("users list by name", cli_json(server, "users", "list", "-n", "robert"))
     cap.add("users destroy", cli_json(server, "users", "destroy", "-i", "3", "--force"))
     cap.add("users list final", cli_json(server, "users", "list"))
@@ -97,10 +130,15 @@ def run_admin_scenario(server: PyscaleServer, make_node: Callable[..., Tailscale
     node = make_node(f"{prefix}r")
     node.up(server.url, key, "--advertise-routes=10.9.0.0/24")
     wait_until("the router online", lambda: _all_online(server, 1), timeout=60)
-    wait_until("the route announced", lambda: cli_json(server, "nodes", "list-routes")[0].get("available_routes"),
-               timeout=60)
+    wait_until(
+        "the route announced",
+        lambda: cli_json(server, "nodes", "list-routes")[0].get("available_routes"),
+        timeout=60,
+    )
     cap.add("nodes list-routes", cli_json(server, "nodes", "list-routes"))
-    cap.add("nodes approve-routes", cli_json(server, "nodes", "approve-routes", "-i", "1", "-r", "10.9.0.0/24"))
+    cap.add(
+        "nodes approve-routes", cli_json(server, "nodes", "approve-routes", "-i", "1", "-r", "10.9.0.0/24")
+    )
     cap.add("nodes list-routes approved", cli_json(server, "nodes", "list-routes"))
     cap.add("nodes tag", cli_json(server, "nodes", "tag", "-i", "1", "-t", "tag:test"))
     cap.add("nodes list --tags", cli_json(server, "nodes", "list", "--tags"))

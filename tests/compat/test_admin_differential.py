@@ -56,10 +56,18 @@ def test_headscale_admin_scenario(headscale_answers: dict[str, Any]) -> None:
     assert len(headscale_answers["apikeys list"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: pyscale has no apikeys/tag/list-routes/approve-routes CLI yet")
-def test_pyscale_admin_scenario_matches(tmp_path: Path, peer_bins: dict[str, Path],
-                                        headscale_answers: dict[str, Any]) -> None:
+@pytest.mark.xfail(
+    strict=True, reason="issue 8: pyscale has no apikeys/tag/list-routes/approve-routes CLI yet"
+)
+def test_pyscale_admin_scenario_matches(
+    tmp_path: Path, peer_bins: dict[str, Path], headscale_answers: dict[str, Any]
+) -> None:
     py = _run(SharedConfigPyscale(tmp_path), tmp_path, peer_bins, "py")
-    left = unexplained([(f"cli:{step}{path}", a, b) for step in headscale_answers
-                        for path, a, b in diff(py.get(step), headscale_answers[step])])
+    left = unexplained(
+        [
+            (f"cli:{step}{path}", a, b)
+            for step in headscale_answers
+            for path, a, b in diff(py.get(step), headscale_answers[step])
+        ]
+    )
     assert not left, "\n".join(f"{p}: {json.dumps(a)} != {json.dumps(b)}" for p, a, b in left)

@@ -32,8 +32,13 @@ from tests.compat.differential import (
 from tests.peers.tailnet import HeadscaleServer, SharedConfigPyscale, Tailscaled
 
 pytestmark = pytest.mark.interop
-REST_PATHS = ("/api/v1/user", "/api/v1/node", "/api/v1/preauthkey?user=1", "/api/v1/preauthkey?user=2",
-              "/api/v1/apikey")
+REST_PATHS = (
+    "/api/v1/user",
+    "/api/v1/node",
+    "/api/v1/preauthkey?user=1",
+    "/api/v1/preauthkey?user=2",
+    "/api/v1/apikey",
+)
 
 
 @dataclass
@@ -49,7 +54,9 @@ def _unify_names(value: Any, prefix: str) -> Any:
     return json.loads(text)
 
 
-def _collect(server: SharedConfigPyscale, api_key: str, prefix: str, root: Path, bins: dict[str, Path]) -> Answers:
+def _collect(
+    server: SharedConfigPyscale, api_key: str, prefix: str, root: Path, bins: dict[str, Path]
+) -> Answers:
     nodes: list[Tailscaled] = []
 
     def make_node(name: str, **env: str) -> Tailscaled:
@@ -68,7 +75,9 @@ def _collect(server: SharedConfigPyscale, api_key: str, prefix: str, root: Path,
 
 
 @pytest.fixture(scope="module")
-def answers(tmp_path_factory: pytest.TempPathFactory, peer_bins: dict[str, Path]) -> Iterator[tuple[Answers, Answers]]:
+def answers(
+    tmp_path_factory: pytest.TempPathFactory, peer_bins: dict[str, Path]
+) -> Iterator[tuple[Answers, Answers]]:
     root = tmp_path_factory.mktemp("differential")
     (root / "py").mkdir()
     (root / "hs").mkdir()
@@ -77,8 +86,9 @@ def answers(tmp_path_factory: pytest.TempPathFactory, peer_bins: dict[str, Path]
         py.start()
         hs.start()
         in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        py_key = ApiClient(str(py.root / "server.sock")).call("POST", "/api/v1/apikey",
-                                                             {"expiration": in_an_hour})["apiKey"]
+        py_key = ApiClient(str(py.root / "server.sock")).call(
+            "POST", "/api/v1/apikey", {"expiration": in_an_hour}
+        )["apiKey"]
         hs_key = hs.cli("apikeys", "create", "-e", "1h").stdout.strip().splitlines()[-1]
         yield _collect(py, py_key, "py", root, peer_bins), _collect(hs, hs_key, "hs", root, peer_bins)
     finally:
@@ -96,14 +106,22 @@ def _check(kind: str, differences: list[tuple[str, Any, Any]]) -> None:
 def test_cli_json_outputs_match(answers: tuple[Answers, Answers]) -> None:
     py, hs = answers
     assert list(py.cli) == list(hs.cli)
-    _check("CLI -o json", [(f"cli:{step}{path}", a, b) for step in py.cli
-                           for path, a, b in diff(py.cli[step], hs.cli[step])])
+    _check(
+        "CLI -o json",
+        [(f"cli:{step}{path}", a, b) for step in py.cli for path, a, b in diff(py.cli[step], hs.cli[step])],
+    )
 
 
 def test_rest_responses_match(answers: tuple[Answers, Answers]) -> None:
     py, hs = answers
-    _check("REST", [(f"rest:{url}{path}", a, b) for url in REST_PATHS
-                    for path, a, b in diff(py.rest[url], hs.rest[url])])
+    _check(
+        "REST",
+        [
+            (f"rest:{url}{path}", a, b)
+            for url in REST_PATHS
+            for path, a, b in diff(py.rest[url], hs.rest[url])
+        ],
+    )
 
 
 def test_database_rows_match(answers: tuple[Answers, Answers]) -> None:

@@ -25,8 +25,10 @@ def _nodes(server: SharedConfigPyscale) -> dict[str, dict[str, Any]]:
 
 def _identity(server: SharedConfigPyscale) -> dict[str, tuple[Any, ...]]:
     """What must survive the swap: id, addresses, owner and the node key of every node."""
-    return {name: (n["id"], tuple(n["ip_addresses"]), n["user"]["name"], n["node_key"])
-            for name, n in _nodes(server).items()}
+    return {
+        name: (n["id"], tuple(n["ip_addresses"]), n["user"]["name"], n["node_key"])
+        for name, n in _nodes(server).items()
+    }
 
 
 def _all_online(server: SharedConfigPyscale, names: set[str]) -> bool:
@@ -34,24 +36,34 @@ def _all_online(server: SharedConfigPyscale, names: set[str]) -> bool:
     return set(nodes) == names and all(nodes[n].get("online") for n in names)
 
 
-def _swap_and_check(first: SharedConfigPyscale, second: SharedConfigPyscale,
-                    make_node: Callable[..., Tailscaled]) -> None:
+def _swap_and_check(
+    first: SharedConfigPyscale, second: SharedConfigPyscale, make_node: Callable[..., Tailscaled]
+) -> None:
     first.start()
     try:
         first.cli("users", "create", "alice")
-        key = first.cli("preauthkeys", "-u", "1", "create", "--reusable", "-e", "1h").stdout.strip().splitlines()[-1]
+        key = (
+            first.cli("preauthkeys", "-u", "1", "create", "--reusable", "-e", "1h")
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         a, b = make_node("nodea"), make_node("nodeb")
         a.up(first.url, key)
         b.up(first.url, key)
-        wait_until("both online on the first server", lambda: _all_online(first, {"nodea", "nodeb"}), timeout=60)
+        wait_until(
+            "both online on the first server", lambda: _all_online(first, {"nodea", "nodeb"}), timeout=60
+        )
         before = _identity(first)
         keys_before = {n.name: n.status()["Self"]["PublicKey"] for n in (a, b)}
     finally:
         first.stop()
     second.takeover(first).start()
     assert _identity(second) == before
-    wait_until("nodes reconnect to the second server by themselves",
-               lambda: _all_online(second, {"nodea", "nodeb"}), timeout=120)
+    wait_until(
+        "nodes reconnect to the second server by themselves",
+        lambda: _all_online(second, {"nodea", "nodeb"}),
+        timeout=120,
+    )
     for node in (a, b):
         assert node.backend_state() == "Running", node.name
         assert node.status()["Self"]["PublicKey"] == keys_before[node.name], "the node logged in again"
@@ -60,12 +72,16 @@ def _swap_and_check(first: SharedConfigPyscale, second: SharedConfigPyscale,
     ip_b = b.ipv4()
     payload = b"rollback " * 100
     with EchoServer() as echo:
-        wait_until("echo a -> b after the swap", lambda: socks5_echo(a.socks_port, ip_b, echo.port, payload)
-                   == payload, timeout=90)
+        wait_until(
+            "echo a -> b after the swap",
+            lambda: socks5_echo(a.socks_port, ip_b, echo.port, payload) == payload,
+            timeout=90,
+        )
 
 
-def test_headscale_takes_over_pyscale_database(tmp_path: Path, peer_bins: dict[str, Path],
-                                               make_tailscaled: Callable[..., Tailscaled]) -> None:
+def test_headscale_takes_over_pyscale_database(
+    tmp_path: Path, peer_bins: dict[str, Path], make_tailscaled: Callable[..., Tailscaled]
+) -> None:
     (tmp_path / "py").mkdir()
     (tmp_path / "hs").mkdir()
     first = SharedConfigPyscale(tmp_path / "py")
@@ -76,8 +92,9 @@ def test_headscale_takes_over_pyscale_database(tmp_path: Path, peer_bins: dict[s
         second.stop()
 
 
-def test_pyscale_takes_over_headscale_database(tmp_path: Path, peer_bins: dict[str, Path],
-                                               make_tailscaled: Callable[..., Tailscaled]) -> None:
+def test_pyscale_takes_over_headscale_database(
+    tmp_path: Path, peer_bins: dict[str, Path], make_tailscaled: Callable[..., Tailscaled]
+) -> None:
     (tmp_path / "py").mkdir()
     (tmp_path / "hs").mkdir()
     first = HeadscaleServer(tmp_path / "hs", peer_bins["headscale"])

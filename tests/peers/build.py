@@ -99,13 +99,21 @@ def go_env(root: Path, gobin: Path) -> dict[str, str]:
 
 def _run_go(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(["nice", "-n", "19", *cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT_S)
+        return subprocess.run(
+            ["nice", "-n", "19", *cmd],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as exc:
         raise PeerBuildError(f"{' '.join(cmd)} did not finish within {BUILD_TIMEOUT_S:.0f}s") from exc
 
 
-def _install_via_wrapper(go: str, peer: Peer, root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _install_via_wrapper(
+    go: str, peer: Peer, root: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     """Build inside a throwaway module that requires the pinned version.
 
     ``go install pkg@version`` also asks the proxy for the module's version list (to report deprecation);
@@ -116,7 +124,9 @@ def _install_via_wrapper(go: str, peer: Peer, root: Path, env: dict[str, str]) -
     wrapper = bin_dir(peer, root).parent / "mod"
     wrapper.mkdir(parents=True, exist_ok=True)
     module = peer.package.split("/cmd/")[0]
-    (wrapper / "go.mod").write_text(f"module pyscalepeers/{peer.name}\n\ngo 1.25\n\nrequire {module} {peer.version}\n")
+    (wrapper / "go.mod").write_text(
+        f"module pyscalepeers/{peer.name}\n\ngo 1.25\n\nrequire {module} {peer.version}\n"
+    )
     (wrapper / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{peer.package}"\n')
     out = str(bin_dir(peer, root) / peer.name)
     return _run_go([go, "build", "-mod=mod", "-trimpath", "-o", out, peer.package], wrapper, env)
@@ -132,8 +142,11 @@ def _build_one(go: str, peer: Peer, root: Path, log: bool) -> float:
     proc = _run_go([go, "install", "-trimpath", peer.spec], root, env)
     if proc.returncode != 0 and "@v/list" in proc.stderr:
         if log:
-            print(f"  the proxy refuses {peer.package}'s version list; building {peer.version} in a wrapper module",
-                  flush=True)
+            module = peer.package.split("/cmd/")[0]
+            print(
+                f"  the proxy refuses {module}'s version list; building {peer.version} in a wrapper module",
+                flush=True,
+            )
         proc = _install_via_wrapper(go, peer, root, env)
     elapsed = time.monotonic() - start
     if proc.returncode != 0 or not (gobin / peer.name).exists():
@@ -173,7 +186,9 @@ def ensure_peers(names: list[str] | None = None, *, log: bool = True) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="peers to build (default: all): " + ", ".join(p.name for p in PEERS))
+    parser.add_argument(
+        "names", nargs="*", help="peers to build (default: all): " + ", ".join(p.name for p in PEERS)
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:

@@ -32,8 +32,9 @@ NODE_ENV = {
 }
 
 
-def server_config(root: Path, port: int, stun_port: int, metrics_port: int, grpc_port: int,
-                  region_code: str = "embedded") -> str:
+def server_config(
+    root: Path, port: int, stun_port: int, metrics_port: int, grpc_port: int, region_code: str = "embedded"
+) -> str:
     """One Headscale-format config that both servers read unchanged (the drop-in promise)."""
     return f"""\
 server_url: http://127.0.0.1:{port}
@@ -96,7 +97,7 @@ class SharedConfigPyscale(PyscaleServer):
         return server_config(self.root, self.port, self.stun_port, self.metrics_port, self.grpc_port)
 
     def takeover(self, other: SharedConfigPyscale) -> SharedConfigPyscale:
-        """Point this (not yet started) server at other's config, ports, keys and database: a swap in place."""
+        """Point this (not started) server at other's config, ports, keys and database: a swap in place."""
         for attr in ("root", "port", "stun_port", "metrics_port", "grpc_port", "url", "config"):
             setattr(self, attr, getattr(other, attr))
         return self
@@ -111,8 +112,13 @@ class HeadscaleServer(SharedConfigPyscale):
 
     def start(self) -> HeadscaleServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([str(self.binary), "-c", str(self.config), "serve"], stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, env=client_env())
+        self.proc = subprocess.Popen(
+            [str(self.binary), "-c", str(self.config), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=client_env(),
+        )
         log.close()
         wait_until("headscale /health", self._healthy, timeout=60)
         return self
@@ -121,7 +127,9 @@ class HeadscaleServer(SharedConfigPyscale):
         cmd = [str(self.binary), "-c", str(self.config), *args]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=client_env())
         if check and res.returncode != 0:
-            raise AssertionError(f"headscale {' '.join(args)} failed ({res.returncode}): {res.stderr}{res.stdout}")
+            raise AssertionError(
+                f"headscale {' '.join(args)} failed ({res.returncode}): {res.stderr}{res.stdout}"
+            )
         return res
 
 
@@ -148,13 +156,20 @@ class Tailscaled:
     def start(self) -> Tailscaled:
         death_r, self._death_w = os.pipe()
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        cmd = [str(self.tailscaled), "--tun=userspace-networking", f"--statedir={self.state_dir}",
-               f"--socket={self.socket}", f"--port={self.port}", "--no-logs-no-support",
-               f"--socks5-server=127.0.0.1:{self.socks_port}",
-               f"--outbound-http-proxy-listen=127.0.0.1:{self.http_proxy_port}"]
+        cmd = [
+            str(self.tailscaled),
+            "--tun=userspace-networking",
+            f"--statedir={self.state_dir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--no-logs-no-support",
+            f"--socks5-server=127.0.0.1:{self.socks_port}",
+            f"--outbound-http-proxy-listen=127.0.0.1:{self.http_proxy_port}",
+        ]
         env = dict(self.env, TS_PARENT_DEATH_FD=str(death_r))
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(death_r,),
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(death_r,), start_new_session=True
+        )
         os.close(death_r)
         log.close()
         wait_until(f"tailscaled {self.name} LocalAPI", self._answers, timeout=30)
@@ -165,17 +180,28 @@ class Tailscaled:
             raise AssertionError(f"tailscaled {self.name} exited early:\n{self.log()}")
         return "BackendState" in self.status()
 
-    def cli(self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.tailscale), f"--socket={self.socket}", *args]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
         if check and res.returncode != 0:
-            raise AssertionError(f"tailscale {' '.join(args)} on {self.name} failed ({res.returncode}):\n"
-                                 f"{res.stdout}{res.stderr}\n--- tailscaled log tail:\n{self.log()[-3000:]}")
+            raise AssertionError(
+                f"tailscale {' '.join(args)} on {self.name} failed ({res.returncode}):\n"
+                f"{res.stdout}{res.stderr}\n--- tailscaled log tail:\n{self.log()[-3000:]}"
+            )
         return res
 
     def up(self, login_server: str, auth_key: str, *extra: str) -> None:
-        self.cli("up", f"--login-server={login_server}", f"--authkey={auth_key}", f"--hostname={self.name}",
-                 "--accept-dns=false", "--timeout=60s", *extra)
+        self.cli(
+            "up",
+            f"--login-server={login_server}",
+            f"--authkey={auth_key}",
+            f"--hostname={self.name}",
+            "--accept-dns=false",
+            "--timeout=60s",
+            *extra,
+        )
 
     def status(self) -> dict[str, Any]:
         res = self.cli("status", "--json", check=False, timeout=20)

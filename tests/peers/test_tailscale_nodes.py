@@ -58,16 +58,19 @@ def test_two_nodes_up_see_each_other(pyscale: PyscaleServer, make_tailscaled: Ma
     # The server's view agrees with the clients' (names, addresses, online).
     listed: dict[str, dict[str, Any]] = {n["given_name"]: n for n in pyscale.nodes()}
     assert listed["nodea"]["ip_addresses"][0] == ip_a and listed["nodeb"]["ip_addresses"][0] == ip_b
-    wait_until("both online on the server",
-               lambda: all(n.get("online") for n in pyscale.nodes() if n["given_name"] in {"nodea", "nodeb"}))
+    wait_until(
+        "both online on the server",
+        lambda: all(n.get("online") for n in pyscale.nodes() if n["given_name"] in {"nodea", "nodeb"}),
+    )
 
 
 def test_tcp_echo_direct(pyscale: PyscaleServer, make_tailscaled: MakeNode) -> None:
     a, b = up_pair(pyscale, make_tailscaled)
     ip_b = b.ipv4()
     # `tailscale ping` keeps going until a direct path answers; the last pong names it.
-    results = wait_until("a direct pong", lambda: [p for p in pongs(a, ip_b) if not p[2].startswith("DERP")],
-                         timeout=60)
+    results = wait_until(
+        "a direct pong", lambda: [p for p in pongs(a, ip_b) if not p[2].startswith("DERP")], timeout=60
+    )
     assert results[-1][0].startswith("nodeb") and results[-1][1] == ip_b
     with EchoServer() as echo:
         assert wait_until("echo a -> b direct", lambda: echo_over_tailnet(a, ip_b, echo), timeout=60)
@@ -106,9 +109,14 @@ def test_logout(pyscale: PyscaleServer, make_tailscaled: MakeNode) -> None:
     a.cli("logout")
     assert wait_until("nodea logged out", lambda: a.backend_state() == "NeedsLogin", timeout=30)
     # The server expires the node (Headscale sets its expiry to the logout time) and peers drop it.
-    wait_until("nodea expired on the server",
-               lambda: next(n for n in pyscale.nodes() if n["given_name"] == "nodea").get("expiry"), timeout=30)
-    wait_until("nodeb no longer sees nodea online", lambda: not (b.peer("nodea") or {}).get("Online"), timeout=60)
+    wait_until(
+        "nodea expired on the server",
+        lambda: next(n for n in pyscale.nodes() if n["given_name"] == "nodea").get("expiry"),
+        timeout=30,
+    )
+    wait_until(
+        "nodeb no longer sees nodea online", lambda: not (b.peer("nodea") or {}).get("Online"), timeout=60
+    )
     assert b.backend_state() == "Running"
 
 
