@@ -6,7 +6,10 @@ tailnet through each node's SOCKS5 listener, both direct and forced through pysc
 
 from __future__ import annotations
 
+import http.server
 import re
+import threading
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +22,37 @@ pytestmark = pytest.mark.interop
 
 MakeNode = Callable[..., Tailscaled]
 PONG = re.compile(r"pong from (\S+) \((\S+)\) via (.+?) in ")
+
+
+class HelloServer(http.server.ThreadingHTTPServer):
+    """A fixed answer on 127.0.0.1 (a userspace tailscaled hands tailnet connections to its IP:port to it)."""
+
+    daemon_threads = True
+
+    def __init__(self, body: bytes) -> None:
+        outer_body = body
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(outer_body)))
+                self.end_headers()
+                self.wfile.write(outer_body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = int(self.server_address[1])
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def __enter__(self) -> HelloServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
 
 
 def auth_key(server: PyscaleServer, user: str = "alice") -> str:
@@ -77,6 +111,20 @@ def test_tcp_echo_direct(pyscale: PyscaleServer, make_tailscaled: MakeNode) -> N
         assert echo_over_tailnet(b, a.ipv4(), echo)
     peer = a.peer("nodeb")
     assert peer is not None and peer["CurAddr"], peer
+
+
+def test_http_proxy_listener_and_magicdns_name(pyscale: PyscaleServer, make_tailscaled: MakeNode) -> None:
+    """tailscaled's HTTP proxy dials a peer by its MagicDNS name (from pyscale's DNS config in the netmap)."""
+    a, b = up_pair(pyscale, make_tailscaled)
+    with HelloServer(b"hello over the tailnet") as web:
+        proxy = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{a.http_proxy_port}"})
+        opener = urllib.request.build_opener(proxy)
+        for host in (b.ipv4(), "nodeb.tailnet.test"):
+            url = f"http://{host}:{web.port}/"
+            body = wait_until(
+                f"GET {url} via nodea's HTTP proxy", lambda u=url: opener.open(u, timeout=10).read()
+            )
+            assert body == b"hello over the tailnet"
 
 
 def test_tcp_echo_through_embedded_derp(pyscale: PyscaleServer, make_tailscaled: MakeNode) -> None:
