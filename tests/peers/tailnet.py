@@ -24,10 +24,11 @@ from typing import Any
 from tests.interop.harness import PyscaleServer, client_env, free_port, wait_until
 
 CLI_TIMEOUT_S = 90.0
-# Direct UDP from peers to the host's own non-loopback address stays on this machine, but nothing here
-# needs it: the port mapper would probe the LAN gateway, so it is off.
+# Keep every packet on loopback: nodes advertise only the endpoint the (loopback) STUN server saw, not the
+# host's interface addresses, and the port mapper (which would probe the LAN gateway) is off.
 NODE_ENV = {
     "TS_DISABLE_PORTMAPPER": "1",
+    "TS_DEBUG_OMIT_LOCAL_ADDRS": "true",
     "TS_ASSUME_NETWORK_UP_FOR_TEST": "1",
 }
 
