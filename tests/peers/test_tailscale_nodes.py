@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable
@@ -150,6 +151,42 @@ def test_netcheck_sees_embedded_stun(pyscale: PyscaleServer, make_tailscaled: Ma
     assert report["PreferredDERP"] == 999, report
     assert "999" in report["RegionLatency"] and "999" in report["RegionV4Latency"], report
     assert report["GlobalV4"].startswith("127.0.0.1:"), report
+
+
+def test_interactive_login_completed_by_nodes_register(
+    pyscale: PyscaleServer, make_tailscaled: MakeNode
+) -> None:
+    """`tailscale up` without a key prints pyscale's /register URL; `pyscale nodes register` completes it."""
+    pyscale.cli("users", "create", "bob")
+    node = make_tailscaled("webnode")
+    cmd = [
+        str(node.tailscale),
+        f"--socket={node.socket}",
+        "up",
+        f"--login-server={pyscale.url}",
+        "--hostname=webnode",
+        "--accept-dns=false",
+        "--timeout=90s",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=node.env)
+    try:
+        assert proc.stdout is not None
+        url_re = re.compile(re.escape(pyscale.url) + r"/register/([A-Za-z0-9_-]+)")
+        seen = ""
+        while not (m := url_re.search(seen)):
+            line = proc.stdout.readline()
+            assert line, f"tailscale up exited before printing the login URL:\n{seen}"
+            seen += line
+        out = pyscale.cli("nodes", "register", "--user", "bob", "--key", m.group(1)).stdout
+        assert "webnode" in out
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert node.backend_state() == "Running"
+    listed = next(n for n in pyscale.nodes() if n["given_name"] == "webnode")
+    assert listed["user"]["name"] == "bob" and listed["ip_addresses"][0] == node.ipv4()
 
 
 def test_logout(pyscale: PyscaleServer, make_tailscaled: MakeNode) -> None:
