@@ -12,6 +12,7 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.interop
 
 MakeNode = Callable[..., Tailscaled]
 PONG = re.compile(r"pong from (\S+) \((\S+)\) via (.+?) in ")
+
+
+def _get(opener: urllib.request.OpenerDirector, url: str) -> bytes:
+    with opener.open(url, timeout=10) as resp:
+        return bytes(resp.read())
 
 
 class HelloServer(http.server.ThreadingHTTPServer):
@@ -122,9 +128,7 @@ def test_http_proxy_listener_and_magicdns_name(pyscale: PyscaleServer, make_tail
         opener = urllib.request.build_opener(proxy)
         for host in (b.ipv4(), "nodeb.tailnet.test"):
             url = f"http://{host}:{web.port}/"
-            body = wait_until(
-                f"GET {url} via nodea's HTTP proxy", lambda u=url: opener.open(u, timeout=10).read()
-            )
+            body = wait_until(f"GET {url} via nodea's HTTP proxy", partial(_get, opener, url))
             assert body == b"hello over the tailnet"
 
 
