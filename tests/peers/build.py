@@ -159,7 +159,9 @@ def _build_one(go: str, peer: Peer, root: Path, log: bool) -> float:
     return elapsed
 
 
-def ensure_peers(names: list[str] | None = None, *, log: bool = True) -> dict[str, Path]:
+def ensure_peers(
+    names: list[str] | None = None, *, log: bool = True, show_cached: bool = True
+) -> dict[str, Path]:
     """Make sure the named peers (default: all) are built; returns name -> binary path.
 
     Raises PeerBuildError naming what is missing when Go or a module cannot be had.
@@ -173,7 +175,7 @@ def ensure_peers(names: list[str] | None = None, *, log: bool = True) -> dict[st
     for peer in wanted:
         path = bin_dir(peer, root) / peer.name
         if path.exists():
-            if log:
+            if log and show_cached:
                 print(f"cached {peer.spec}: {path}", flush=True)
         else:
             go = go or find_go()

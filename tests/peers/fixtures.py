@@ -14,10 +14,18 @@ from tests.peers.tailnet import HeadscaleServer, SharedConfigPyscale, Tailscaled
 
 
 @pytest.fixture(scope="session")
-def peer_bins() -> dict[str, Path]:
-    """Paths of tailscale, tailscaled, derper and headscale; builds them on first use (minutes, once)."""
+def peer_bins(request: pytest.FixtureRequest) -> dict[str, Path]:
+    """Paths of tailscale, tailscaled, derper and headscale; builds them on first use (minutes, once).
+
+    What is built and how long it took goes straight to the terminal (a cold build takes minutes), and
+    nothing is printed when every peer is cached.
+    """
+    capture = request.config.pluginmanager.getplugin("capturemanager")
     try:
-        return ensure_peers()
+        if capture is None:
+            return ensure_peers(show_cached=False)
+        with capture.global_and_fixture_disabled():
+            return ensure_peers(show_cached=False)
     except PeerBuildError as exc:  # a missing Go or module is a failure to report, not a skip
         pytest.fail(f"cannot build the reference peers: {exc}")
 
