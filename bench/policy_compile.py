@@ -19,9 +19,13 @@ import ipaddress
 import json
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from pyscale.policy import PolicyNode, PolicyUser, compile_policy, load_policy
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from pyscale.policy import PolicyNode, PolicyUser, compile_policy, load_policy  # noqa: E402
 
 
 def topology(n_nodes: int, rnd: random.Random) -> tuple[list[PolicyUser], list[PolicyNode]]:

@@ -106,7 +106,7 @@ def node_params(n: Node) -> tuple[Any, ...]:
         n.auth_key_id,
         codec.encode_time(n.last_seen),
         codec.encode_time(n.expiry),
-        codec.encode_str_list(n.approved_routes),
+        codec.encode_str_list(n.approved_routes) if n.approved_routes else None,  # gorm writes a nil slice as NULL
         codec.encode_time(n.created_at),
         codec.encode_time(n.updated_at),
     )

@@ -39,7 +39,7 @@ def build_dns_config(*, magic_dns: bool, base_domain: str, override_local_dns: b
     if magic_dns:
         for prefix in prefixes:
             for zone in reverse_zones(prefix):
-                routes[zone] = None
+                routes[zone] = []  # no resolvers: answered by MagicDNS (Headscale sends [], not null)
     if routes:
         cfg["Routes"] = routes
     domains = ([base_domain] if base_domain else []) + list(search_domains)

@@ -56,9 +56,6 @@ def test_headscale_admin_scenario(headscale_answers: dict[str, Any]) -> None:
     assert len(headscale_answers["apikeys list"]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 8: pyscale has no apikeys/tag/list-routes/approve-routes CLI yet"
-)
 def test_pyscale_admin_scenario_matches(
     tmp_path: Path, peer_bins: dict[str, Path], headscale_answers: dict[str, Any]
 ) -> None:
