@@ -74,6 +74,12 @@ def _norm(value: Any, key: str = "") -> Any:
     return value
 
 
+def _settled_netmap(node: Tailscaled) -> dict[str, Any] | None:
+    netmap: dict[str, Any] = json.loads(node.cli("debug", "netmap").stdout)
+    peers = netmap.get("Peers") or []
+    return netmap if peers and all(p.get("Endpoints") and p.get("HomeDERP") for p in peers) else None
+
+
 def _view(server: SharedConfigPyscale, root: Path, bins: dict[str, Path], prefix: str) -> dict[str, Any]:
     nodes: list[Tailscaled] = []
     server.start()
@@ -87,8 +93,10 @@ def _view(server: SharedConfigPyscale, root: Path, bins: dict[str, Path], prefix
             node.start().up(server.url, key)
         a, b = nodes
         wait_until("each sees the other", lambda: a.peer(f"{prefix}b") and b.peer(f"{prefix}a"), timeout=60)
+        # Compare settled views: the peer's endpoints and home DERP arrive a moment after the peer itself
+        # (Headscale batches changes for 800 ms), so a snapshot taken at once could catch either server early.
+        netmap = wait_until("b's endpoints and home DERP reach a", lambda: _settled_netmap(a), timeout=60)
         status = a.status()
-        netmap = json.loads(a.cli("debug", "netmap").stdout)
     finally:
         for node in nodes:
             node.stop()
