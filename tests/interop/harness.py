@@ -56,6 +56,18 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float = 60.0, 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
+def stop_process_group(proc: subprocess.Popen[Any] | None, grace: float) -> None:
+    """SIGTERM a process started with start_new_session and its children; SIGKILL after ``grace`` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 def client_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(CLIENT_ENV)
@@ -229,13 +241,7 @@ http://127.0.0.1:{proxy_port} {{
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process_group(self.proc, grace=10)
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:

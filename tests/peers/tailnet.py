@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import socketserver
 import subprocess
@@ -21,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.interop.harness import PyscaleServer, client_env, free_port, wait_until
+from tests.interop.harness import PyscaleServer, client_env, free_port, stop_process_group, wait_until
 
 CLI_TIMEOUT_S = 90.0
 # Keep every packet on loopback: nodes advertise only the endpoint the (loopback) STUN server saw, not the
@@ -226,13 +225,7 @@ class Tailscaled:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process_group(self.proc, grace=15)
         if self._death_w is not None:
             os.close(self._death_w)
             self._death_w = None
