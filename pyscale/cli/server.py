@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=serve)
     p = sub.add_parser("configtest", help="validate the config file and print every mapping and problem")
     p.set_defaults(run=configtest)
+    p = sub.add_parser("doctor", help="check config, permissions, database, server, ports, STUN, DERP map, clock")
+    p.set_defaults(run=doctor)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(run=version)
     p = sub.add_parser("health", help="ask the running server whether it is healthy")
@@ -83,3 +85,12 @@ def health(ctx: Context) -> int:
     return 0 if result.get("databaseConnectivity") else 1
 
 
+
+
+def doctor(ctx: Context) -> int:
+    from pyscale import doctor as checks
+
+    report = load_config_report(ctx.args.config, embedded_data_dir=default_data_dir(), check_files=True)
+    ok = checks.run(report, lambda finding: print(finding.line(), flush=True))
+    print("All checks passed." if ok else "Some checks failed: see the -> lines above.")
+    return 0 if ok else 1
