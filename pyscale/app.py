@@ -277,8 +277,7 @@ class App:
             return False
         self._derpmap = derp_map
         if self.mapper is not None:
-            self.mapper.ctx.dns_config = ctx.dns_config
-            self.mapper.ctx.base_domain = ctx.base_domain
+            self.mapper.reconfigure(dns_config=ctx.dns_config, base_domain=ctx.base_domain)
         if self.state is not None:
             from pyscale.state.events import FullUpdate
 

@@ -52,8 +52,10 @@ class Mapper:
         self.state = state
         self.ctx = ctx
         # (node id, viewer capver) -> (node version, online, wire dict, its encoded JSON or None);
-        # one entry per node and capver, replaced when the node changes, so it never grows stale.
-        self._cache: dict[tuple[int, int], tuple[int, bool, JSON, bytes | None]] = {}
+        # (node id, capver) -> (what the wire form depends on, wire dict, its JSON or None). The key
+        # covers the node's version and everything outside the node record that shows in it (online,
+        # expired, primary routes), so one entry per node and capver is replaced, never stale.
+        self._cache: dict[tuple[int, int], tuple[tuple[Any, ...], JSON, bytes | None]] = {}
 
     # ---- nodes ---------------------------------------------------------------------------
 
@@ -62,7 +64,7 @@ class Mapper:
 
     def primary_routes(self, node: Node) -> list[str]:
         """Subnet routes this node serves as primary: announced, approved, and no lower-id online twin."""
-        if not self.state.is_online(node.id):
+        if not node.approved_routes or not self.state.is_online(node.id):
             return []  # only connected nodes serve routes (Headscale fails over on disconnect)
         served = set(announced_routes(node)) & set(node.approved_routes) - EXIT_ROUTES
         primaries = []
@@ -73,27 +75,32 @@ class Mapper:
                 primaries.append(route)
         return primaries
 
-    def _entry(self, node: Node, cap: int) -> tuple[int, bool, JSON, bytes | None]:
-        version, online = self.state.node_versions.get(node.id, 0), self.state.is_online(node.id)
+    def _entry(self, node: Node, cap: int) -> tuple[tuple[Any, ...], JSON, bytes | None]:
+        online, primaries = self.state.is_online(node.id), self.primary_routes(node)
+        depends = (self.state.node_versions.get(node.id, 0), online, node.is_expired(utcnow()), primaries)
         entry = self._cache.get((node.id, cap))
-        if entry is None or entry[0] != version or entry[1] != online:
-            entry = self._cache[(node.id, cap)] = (version, online, self._build_node(node, cap, online), None)
+        if entry is None or entry[0] != depends:
+            entry = self._cache[(node.id, cap)] = (depends, self._build_node(node, cap, online, primaries), None)
         return entry
 
     def wire_node(self, node: Node, cap: int) -> JSON:
-        return self._entry(node, cap)[2]
+        return self._entry(node, cap)[1]
 
     def wire_node_bytes(self, node: Node, cap: int) -> bytes:
         """The compact JSON of wire_node, encoded once per node version and shared by all viewers."""
-        version, online, wire, encoded = self._entry(node, cap)
+        depends, wire, encoded = self._entry(node, cap)
         if encoded is None:
             encoded = json.dumps(wire, separators=(",", ":")).encode()
-            self._cache[(node.id, cap)] = (version, online, wire, encoded)
+            self._cache[(node.id, cap)] = (depends, wire, encoded)
         return encoded
 
-    def _build_node(self, node: Node, cap: int, online: bool) -> JSON:
+    def reconfigure(self, *, dns_config: JSON, base_domain: str) -> None:
+        """A live config reload: node names may change with the base domain, so nothing cached stays."""
+        self.ctx.dns_config, self.ctx.base_domain = dns_config, base_domain
+        self._cache.clear()
+
+    def _build_node(self, node: Node, cap: int, online: bool, primaries: list[str]) -> JSON:
         addresses = [f"{a}/{a.max_prefixlen}" for a in (node.ipv4, node.ipv6) if a is not None]
-        primaries = self.primary_routes(node)
         exits = sorted(set(announced_routes(node)) & set(node.approved_routes) & EXIT_ROUTES)
         allowed = addresses + sorted(primaries + exits, key=_prefix_sort_key)
         derp = preferred_derp(node.hostinfo)

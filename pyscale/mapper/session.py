@@ -16,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-from pyscale.mapper.build import Mapper
+from pyscale.mapper.build import Mapper, announced_routes
 from pyscale.state.events import (
     Event,
     FiltersChanged,
@@ -79,12 +79,23 @@ class MapSession:
     def _keepalive_interval(self) -> float:
         return KEEPALIVE_MIN_S + random.random() * KEEPALIVE_JITTER_S
 
+    def _needs_full_map(self, event: Event) -> bool:
+        """Global changes, a policy answer for this viewer, or a subnet router coming or going (its
+        routes may move to another router: Headscale sends a full map then too)."""
+        if isinstance(event, FullUpdate):
+            return True
+        if isinstance(event, FiltersChanged):
+            return self.node_id in event.node_ids
+        if isinstance(event, OnlineChanged):
+            node = self.mapper.state.nodes.get(event.node_id)
+            return node is not None and bool(set(node.approved_routes) & set(announced_routes(node)))
+        return False
+
     def delta(self, batch: list[Event]) -> MapResponse | None:
         state = self.mapper.state
         if self.node_id not in state.nodes:
             return None
-        if any(isinstance(e, FullUpdate) or (isinstance(e, FiltersChanged) and self.node_id in e.node_ids)
-               for e in batch):
+        if any(self._needs_full_map(e) for e in batch):
             return self.mapper.full(self.node_id, self.cap)
         viewer = state.nodes[self.node_id]
         can_see = self.mapper.ctx.policy.can_see

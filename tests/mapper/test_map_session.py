@@ -80,3 +80,44 @@ async def test_full_then_deltas(tmp_path: Path) -> None:
 
 def test_keepalive_frame_is_exact() -> None:
     assert decode(KEEPALIVE_FRAME) == {"KeepAlive": True}
+
+
+@pytest.mark.asyncio
+async def test_router_failover_and_expiry_reach_peers(tmp_path: Path) -> None:
+    """Parts of a peer's wire form that live outside its record (primary routes, expired) are never
+    served stale from the encode cache."""
+    from datetime import UTC, datetime, timedelta
+
+    from pyscale.state.events import KeyExpiryChanged
+
+    db = await Database.open(str(tmp_path / "db.sqlite"))
+    state = await State.load(db, IPAllocator(V4, V6))
+    state.offline_grace = 0
+    user = await state.create_user("alice")
+    viewer = await state.add_node(lambda: _node(1, user.id))
+    routers = []
+    for i in (2, 3):
+        node = await state.add_node(lambda i=i: _node(i, user.id))
+        routers.append(await state.modify_node(node.id, approved_routes=["10.0.0.0/24"],
+                                               hostinfo={"Hostname": f"n{i}", "RoutableIPs": ["10.0.0.0/24"]}))
+        state.connect(node.id)
+    mapper = Mapper(state, MapContext(domain="x", base_domain="", dns_config={}, derp_map=lambda: {}))
+    stream = MapSession(mapper, viewer.id, 130, state.bus.subscribe(), batch_delay=0).messages()
+    full = decode(await anext(stream))
+    assert {p["ID"]: p["PrimaryRoutes"] for p in full["Peers"]} == {2: ["10.0.0.0/24"], 3: []}
+
+    await state.disconnect(routers[0].id)  # the primary goes: the route moves to router 3
+    moved = decode(await asyncio.wait_for(anext(stream), 5))
+    assert {p["ID"]: p["PrimaryRoutes"] for p in moved["Peers"]} == {2: [], 3: ["10.0.0.0/24"]}
+    assert "10.0.0.0/24" in next(p for p in moved["Peers"] if p["ID"] == 3)["AllowedIPs"]
+
+    soon = datetime.now(UTC) + timedelta(milliseconds=200)
+    await state.modify_node(routers[1].id, expiry=soon)
+    assert decode(await asyncio.wait_for(anext(stream), 5))["PeersChanged"][0]["Expired"] is False
+    await asyncio.sleep(0.3)
+    state.bus.publish(KeyExpiryChanged(routers[1].id))  # what the app's expiry loop sends when it passes
+    expired = decode(await asyncio.wait_for(anext(stream), 5))
+    assert expired["PeersChanged"][0]["Expired"] is True and expired["PeersChanged"][0]["MachineAuthorized"] is False
+    await stream.aclose()
+    state.close()
+    await db.close()
