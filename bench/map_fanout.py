@@ -50,6 +50,9 @@ class MemoryStore:
     async def load_policy(self) -> str | None:
         return None
 
+    async def ping(self) -> bool:
+        return True
+
     async def insert_policy(self, text: str) -> int:
         return next(self._ids)
 

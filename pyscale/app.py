@@ -27,6 +27,7 @@ from pyscale.db import Database
 from pyscale.mapper.build import MapContext, Mapper
 from pyscale.mapper.dns import build_dns_config
 from pyscale.policy import PolicyError
+from pyscale.state.events import FullUpdate
 from pyscale.state.ipam import IPAllocator
 from pyscale.state.model import Node
 from pyscale.state.policystate import PolicyState
@@ -123,12 +124,18 @@ class App:
         with open(cfg.policy.path, encoding="utf-8") as fh:
             return fh.read(), cfg.policy.path
 
-    async def reload_policy(self) -> None:
-        """SIGHUP / file change: load the policy again; a bad one is refused and the old one keeps serving."""
+    async def reload_policy(self, *, announce: bool = True) -> bool:
+        """SIGHUP / file change: load the policy again; a bad one is refused and the old one keeps serving.
+
+        ``announce=False`` when the caller sends the one full update that covers this change too."""
         try:
-            self.policy.reload(*await self._policy_source())
+            self.policy.load(*await self._policy_source())
         except (OSError, PolicyError) as exc:
             log.error("policy reload refused, the previous policy stays in force: %s", exc)
+            return False
+        if announce and self.state is not None:
+            self.state.bus.publish(FullUpdate("policy changed"))
+        return True
 
     async def set_policy(self, text: str) -> datetime:
         """``policy set`` (database mode): validate over the live topology, store, then switch.
@@ -278,12 +285,10 @@ class App:
         self._derpmap = derp_map
         if self.mapper is not None:
             self.mapper.reconfigure(dns_config=ctx.dns_config, base_domain=ctx.base_domain)
-        if self.state is not None:
-            from pyscale.state.events import FullUpdate
-
-            self.state.bus.publish(FullUpdate("configuration reloaded"))
         log.info("reloaded: DERP map (%d regions) and DNS configuration", len(derp_map["Regions"]))
-        await self.reload_policy()  # logs and keeps the old policy when the new one is bad
+        await self.reload_policy(announce=False)  # logs and keeps the old policy when the new one is bad
+        if self.state is not None:  # one full map per node covers the DERP map, DNS and policy together
+            self.state.bus.publish(FullUpdate("configuration reloaded"))
         return True
 
     # ---- shutdown ------------------------------------------------------------------------

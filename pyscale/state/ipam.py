@@ -77,6 +77,14 @@ class IPAllocator:
         self._v4 = _PrefixAllocator(v4, strategy) if v4 else None
         self._v6 = _PrefixAllocator(v6, strategy) if v6 else None
 
+    @property
+    def has_v4(self) -> bool:
+        return self._v4 is not None
+
+    @property
+    def has_v6(self) -> bool:
+        return self._v6 is not None
+
     def mark_used(self, addrs: Iterable[IPAddress | None]) -> None:
         for addr in addrs:
             if addr is None:

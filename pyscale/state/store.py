@@ -53,6 +53,7 @@ class Storage(Protocol):
     async def update_apikey(self, key: ApiKey) -> None: ...
     async def delete_apikey(self, key_id: int) -> None: ...
     async def load_policy(self) -> str | None: ...
+    async def ping(self) -> bool: ...
     async def insert_policy(self, text: str) -> int: ...
 
 
@@ -75,6 +76,7 @@ class State:
         self._by_node_key: dict[NodePublic, int] = {}
         self._write_lock = asyncio.Lock()  # one writer: serialises multi-step changes
         self.node_versions: dict[int, int] = {}  # bumped on every change, keys the mapper's cache
+        self._policy_updated_at: datetime | None = None  # when this process last stored a policy
 
     @classmethod
     async def load(cls, db: Storage, ipam: IPAllocator, ephemeral_timeout: float = 120.0) -> State:
@@ -354,9 +356,9 @@ class State:
 
     async def set_node_tags(self, node_id: int, tags: list[str]) -> Node:
         """``nodes tag``: replace the forced tags (Headscale stores them as given, in order)."""
-        node = await self.modify_node(node_id, forced_tags=list(tags))
-        self.bus.publish(FullUpdate("node tags changed"))  # tags change filters and peer sets
-        return node
+        # The NodeChanged this publishes reaches peers as PeersChanged, and the policy hook sends new
+        # filters and peer sets to exactly the nodes the tags affect: no full map for everyone.
+        return await self.modify_node(node_id, forced_tags=list(tags))
 
     async def set_approved_routes(self, node_id: int, routes: list[str]) -> Node:
         """``nodes approve-routes``: routes already normalised (sorted, exit routes paired)."""
@@ -367,8 +369,7 @@ class State:
     async def backfill_node_ips(self) -> list[str]:
         """Match every node's addresses to the configured prefixes: assign a missing family, drop an
         address whose family is no longer configured. One message per change, Headscale's wording."""
-        has_v4 = getattr(self.ipam, "_v4", None) is not None  # families the allocator was configured with
-        has_v6 = getattr(self.ipam, "_v6", None) is not None
+        has_v4, has_v6 = self.ipam.has_v4, self.ipam.has_v6  # families configured now
         changes: list[str] = []
         async with self._write_lock:
             for node_id in sorted(self.nodes):
@@ -394,12 +395,11 @@ class State:
         return changes
 
     async def ping_database(self) -> bool:
-        ping = getattr(self.db, "ping", None)
-        return bool(await ping()) if ping is not None else True
+        return await self.db.ping()
 
     async def policy_text(self) -> tuple[str | None, datetime | None]:
         """The policy stored in the database (policy.mode: database) and when pyscale last set it."""
-        return await self.db.load_policy(), getattr(self, "_policy_updated_at", None)
+        return await self.db.load_policy(), self._policy_updated_at
 
     async def set_policy_text(self, text: str) -> datetime:
         """Store a new policy version (Headscale keeps every version; the newest row is current)."""
