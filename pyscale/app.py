@@ -26,6 +26,7 @@ from pyscale.control.routes import Router, RouterDeps
 from pyscale.db import Database
 from pyscale.mapper.build import MapContext, Mapper
 from pyscale.mapper.dns import build_dns_config
+from pyscale.netaddr import split_host_port
 from pyscale.policy import PolicyError
 from pyscale.state.events import FullUpdate
 from pyscale.state.ipam import IPAllocator
@@ -41,12 +42,6 @@ DERP_STATS_INTERVAL_S = 60.0
 # Config fields a live reload cannot apply (bound sockets, open files, loaded keys).
 RESTART_ONLY_KEYS = ("server_url", "listen_addr", "metrics_listen_addr", "unix_socket", "noise", "database",
                      "prefixes")
-
-
-def split_host_port(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    host = host.strip("[]") or default_host
-    return host, int(port or 0)
 
 
 class App:

@@ -29,6 +29,7 @@ from typing import Any
 
 from pyscale import __version__
 from pyscale.config import Config
+from pyscale.netaddr import probe_host_port
 
 MANIFEST = "manifest.json"
 DB_NAME = "db.sqlite"
@@ -173,12 +174,11 @@ def server_running(cfg: Config) -> str | None:
         with contextlib.suppress(OSError):
             unix.connect(cfg.unix_socket)
             return f"unix socket {cfg.unix_socket}"
-    host, _, port = cfg.listen_addr.rpartition(":")
-    host = host.strip("[]")
-    if port.isdigit() and int(port) > 0:
-        probe = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
-        with contextlib.suppress(OSError), socket.create_connection((probe, int(port)), RUNNING_PROBE_TIMEOUT_S):
-            return f"listen address {cfg.listen_addr}"
+    with contextlib.suppress(ValueError):
+        host, port = probe_host_port(cfg.listen_addr)
+        if port > 0:
+            with contextlib.suppress(OSError), socket.create_connection((host, port), RUNNING_PROBE_TIMEOUT_S):
+                return f"listen address {cfg.listen_addr}"
     return None
 
 

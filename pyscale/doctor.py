@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyscale.config import Config, ConfigReport
+from pyscale.netaddr import probe_host_port
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -96,14 +97,8 @@ def _http_json(url: str) -> object:
         return json.loads(resp.read() or b"null")
 
 
-def _local(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    host = host.strip("[]")
-    return ("127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host), int(port or 0)
-
-
 def check_server(cfg: Config) -> Iterator[Finding]:
-    host, port = _local(cfg.listen_addr)
+    host, port = probe_host_port(cfg.listen_addr)
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     try:
         health = _http_json(base + "/health")
@@ -133,7 +128,7 @@ def _ports_free(cfg: Config) -> Iterator[Finding]:
     for key, addr in (("listen_addr", cfg.listen_addr), ("metrics_listen_addr", cfg.metrics_listen_addr)):
         if not addr:
             continue
-        host, port = _local(addr)
+        host, port = probe_host_port(addr)
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no owner
             try:
@@ -148,7 +143,7 @@ def _ports_free(cfg: Config) -> Iterator[Finding]:
 def check_stun(addr: str) -> Finding:
     from derp.stun import binding_request, parse_binding_response
 
-    host, port = _local(addr)
+    host, port = probe_host_port(addr)
     txid = secrets.token_bytes(12)
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(PROBE_TIMEOUT_S)

@@ -1,4 +1,4 @@
-"""Client set-up pages of the main listener: ``/apple``, ``/apple/<platform>``, ``/windows``, ``/swagger``.
+"""Pages of the main listener: ``/register/<id>``, ``/apple``, ``/apple/<platform>``, ``/windows``, ``/swagger``.
 
 Plain server-rendered HTML with inline style only (no scripts, fonts or CDN assets, so they
 work on an air-gapped tailnet). ``/apple/<platform>`` returns a configuration profile
@@ -57,6 +57,19 @@ def _page(title: str, body: str) -> str:
 
 def _cmd(text: str) -> str:
     return f"<pre><code>{html.escape(text)}</code></pre>"
+
+
+def register_page(registration_id: str) -> Response:
+    """The page an interactive login's AuthURL shows: the command that completes it."""
+    if len(registration_id) != 24:
+        return Response.text("invalid registration id\n", 400)
+    body = f"""<h1>pyscale</h1>
+<h2>Machine registration</h2>
+<p>Run the command below in the pyscale server to add this machine to your network:</p>
+{_cmd(f"pyscale nodes register --user USERNAME --key {registration_id}")}
+<p>(Where you used <code>headscale</code> before,
+<code>headscale nodes register --user USERNAME --key {html.escape(registration_id)}</code> works the same.)</p>"""
+    return Response.html(_page("pyscale - registration", body))
 
 
 def windows_page(server_url: str) -> str:

@@ -6,7 +6,6 @@ listener (REST needs an API key there). DERP and the REST API are plugged in by 
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import time
@@ -68,7 +67,7 @@ class Router:
         if path == "/verify" and req.method == "POST":
             return self.verify(req)
         if (m := _REGISTRATION_ID.match(path)) and req.method == "GET":
-            return register_page(m.group(1))
+            return pages.register_page(m.group(1))
         if (path.startswith("/derp") or path == "/generate_204") and self.deps.derp is not None:
             return await self.deps.derp(req)
         if (path == "/api" or path.startswith("/api/")) and self.deps.api is not None:
@@ -103,22 +102,3 @@ class Router:
         except ValueError:
             return Response.text("invalid NodePublic\n", 400)
         return Response.json({"Allow": self.deps.known_node_key(key)})
-
-
-def register_page(registration_id: str) -> Response:
-    if len(registration_id) != 24:
-        return Response.text("invalid registration id\n", 400)
-    rid = html.escape(registration_id)
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pyscale - registration</title></head>
-<body style="font-family: sans-serif">
-<h1>pyscale</h1>
-<h2>Machine registration</h2>
-<p>Run the command below in the pyscale server to add this machine to your network:</p>
-<pre><code>pyscale nodes register --user USERNAME --key {rid}</code></pre>
-<p>(Where you used <code>headscale</code> before, <code>headscale nodes register --user USERNAME --key {rid}</code>
-works the same.)</p>
-</body></html>
-"""
-    return Response.html(page)
-
