@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyscale.keys import DiscoPublic
-from pyscale.mapper.build import EXIT_ROUTES, announced_routes
+from pyscale.mapper.build import EXIT_ROUTES, announced_routes, served_routes
 from pyscale.state.model import ApiKey, Node, PreAuthKey, User
 from pyscale.state.store import State
 
@@ -104,5 +104,4 @@ def listed_valid_tags(node: Node, may_have_tag: Any) -> list[str]:
 
 def exit_routes(node: Node) -> list[str]:
     """Approved exit routes the node also announces (ListNodes adds them to subnetRoutes)."""
-    announced = set(announced_routes(node))
-    return [r for r in node.approved_routes if r in EXIT_ROUTES and r in announced]
+    return [r for r in served_routes(node) if r in EXIT_ROUTES]

@@ -47,6 +47,12 @@ def announced_routes(node: Node) -> list[str]:
     return [str(r) for r in routes if isinstance(r, str)]
 
 
+def served_routes(node: Node) -> list[str]:
+    """Routes the node both announces and has approved (in approved order): what it may route."""
+    announced = set(announced_routes(node)) if node.approved_routes else set()
+    return [r for r in node.approved_routes if r in announced]
+
+
 class Mapper:
     def __init__(self, state: State, ctx: MapContext) -> None:
         self.state = state
@@ -66,11 +72,10 @@ class Mapper:
         """Subnet routes this node serves as primary: announced, approved, and no lower-id online twin."""
         if not node.approved_routes or not self.state.is_online(node.id):
             return []  # only connected nodes serve routes (Headscale fails over on disconnect)
-        served = set(announced_routes(node)) & set(node.approved_routes) - EXIT_ROUTES
         primaries = []
-        for route in sorted(served):
+        for route in sorted(set(served_routes(node)) - EXIT_ROUTES):
             rivals = [n.id for n in self.state.nodes.values() if self.state.is_online(n.id)
-                      and route in n.approved_routes and route in announced_routes(n)]
+                      and route in served_routes(n)]
             if min(rivals) == node.id:
                 primaries.append(route)
         return primaries
@@ -101,7 +106,7 @@ class Mapper:
 
     def _build_node(self, node: Node, cap: int, online: bool, primaries: list[str]) -> JSON:
         addresses = [f"{a}/{a.max_prefixlen}" for a in (node.ipv4, node.ipv6) if a is not None]
-        exits = sorted(set(announced_routes(node)) & set(node.approved_routes) & EXIT_ROUTES)
+        exits = sorted(set(served_routes(node)) & EXIT_ROUTES)
         allowed = addresses + sorted(primaries + exits, key=_prefix_sort_key)
         derp = preferred_derp(node.hostinfo)
         expired = node.is_expired(utcnow())

@@ -16,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-from pyscale.mapper.build import Mapper, announced_routes
+from pyscale.mapper.build import Mapper, served_routes
 from pyscale.state.events import (
     Event,
     FiltersChanged,
@@ -88,7 +88,7 @@ class MapSession:
             return self.node_id in event.node_ids
         if isinstance(event, OnlineChanged):
             node = self.mapper.state.nodes.get(event.node_id)
-            return node is not None and bool(set(node.approved_routes) & set(announced_routes(node)))
+            return node is not None and bool(served_routes(node))
         return False
 
     def delta(self, batch: list[Event]) -> MapResponse | None:
