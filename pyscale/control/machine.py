@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from typing import Any
 
 from pyscale.control.ts2021 import H2Request, H2Response
 from pyscale.mapper.build import Mapper
@@ -68,28 +68,29 @@ class MachineHandlers:
         hostinfo = body.hostinfo
         if hostinfo is not None and "NetInfo" not in hostinfo and node.hostinfo and "NetInfo" in node.hostinfo:
             hostinfo = {**hostinfo, "NetInfo": node.hostinfo["NetInfo"]}  # keep the last known NetInfo
-        updated = replace(
-            node,
-            disco_key=body.disco_key or node.disco_key,
-            endpoints=body.endpoints if body.endpoints else node.endpoints,
-            hostinfo=hostinfo if hostinfo is not None else node.hostinfo,
-        )
-        if hostinfo is not None and hostinfo.get("Hostname"):
-            self._follow_hostname(updated, node, str(hostinfo["Hostname"]))
-        if (updated.disco_key, updated.endpoints, updated.hostinfo) == (node.disco_key, node.endpoints,
-                                                                         node.hostinfo):
+        changes: dict[str, Any] = {}
+        if body.disco_key is not None and body.disco_key != node.disco_key:
+            changes["disco_key"] = body.disco_key
+        if body.endpoints and body.endpoints != node.endpoints:
+            changes["endpoints"] = body.endpoints
+        if hostinfo is not None and hostinfo != node.hostinfo:
+            changes["hostinfo"] = hostinfo
+            if hostinfo.get("Hostname"):
+                changes.update(self._follow_hostname(node, str(hostinfo["Hostname"])))
+        if not changes:
             return node
         # Endpoints and NetInfo change often; persist them too (Headscale does), then fan out.
-        return await self.state.update_node(updated)
+        return await self.state.modify_node(node.id, **changes)
 
-    def _follow_hostname(self, updated: Node, old: Node, reported: str) -> None:
+    def _follow_hostname(self, old: Node, reported: str) -> dict[str, str]:
         """A new client hostname renames the node, unless an admin gave it its name (Headscale's rule)."""
         hostname = sanitize_hostname(reported, str(old.machine_key))
         if hostname == old.hostname or hostname != reported.lower():
-            return  # unchanged, or invalid (its replacement name is random: don't churn on every request)
-        updated.hostname = hostname
-        if old.given_name in (to_given_name(old.hostname), old.hostname):
-            updated.given_name = unique_given_name(hostname, self.state.taken_given_names(except_id=old.id))
+            return {}  # unchanged, or invalid (its replacement name is random: don't churn on every request)
+        if old.given_name not in (to_given_name(old.hostname), old.hostname):
+            return {"hostname": hostname}
+        return {"hostname": hostname,
+                "given_name": unique_given_name(hostname, self.state.taken_given_names(except_id=old.id))}
 
     async def _stream(self, node_id: int, cap: int) -> AsyncIterator[bytes]:
         sub = self.state.bus.subscribe()  # before the full map, so no change falls in between

@@ -251,9 +251,11 @@ class State:
             self.bus.publish(NodeChanged(node.id))
         return node
 
-    async def modify_node(self, node_id: int, **changes: Any) -> Node:
+    async def modify_node(self, node_id: int, *, event: bool = True, **changes: Any) -> Node:
+        """Change fields of the node as it is now, under the write lock, so concurrent changes to
+        other fields (a map request's endpoints, an admin's rename) never overwrite each other."""
         async with self._write_lock:
-            return await self.update_node(replace(self.node(node_id), **changes))
+            return await self.update_node(replace(self.node(node_id), **changes), event=event)
 
     async def rename_node(self, node_id: int, new_name: str) -> Node:
         problem = validate_given_name(new_name)
@@ -339,7 +341,7 @@ class State:
         node = self.nodes.get(node_id)
         if node is None:
             return
-        await self.update_node(replace(node, last_seen=utcnow()), event=False)
+        await self.modify_node(node_id, last_seen=utcnow(), event=False)
         self.bus.publish(OnlineChanged(node_id, False))
         if self.is_ephemeral(node):
             self._schedule_ephemeral_gc(node_id)
