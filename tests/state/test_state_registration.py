@@ -194,3 +194,24 @@ async def test_offline_only_after_the_grace_period(env: tuple[State, Registrar, 
         event = await asyncio.wait_for(sub.queue.get(), 5)
     assert event == OnlineChanged(node.id, False) and not state.is_online(node.id)
     assert state.nodes[node.id].last_seen is not None
+
+
+@pytest.mark.asyncio
+async def test_ephemeral_node_deleted_after_inactivity(env: tuple[State, Registrar, int]) -> None:
+    state, reg, uid = env
+    state.offline_grace, state.ephemeral_timeout = 0, 0.2
+    key = await state.create_preauthkey(uid, reusable=True, ephemeral=True, expiration=None, tags=[])
+    await reg.register(request(1, key.key), mkey(1))
+    node = state.node_by_node_key(nkey(1))
+    assert node is not None
+    state.connect(node.id)
+    await state.disconnect(node.id)  # offline: the inactivity timer starts
+    state.connect(node.id)  # back in time: the timer is cancelled
+    await asyncio.sleep(0.4)
+    assert node.id in state.nodes
+    await state.disconnect(node.id)
+    for _ in range(50):
+        if node.id not in state.nodes:
+            break
+        await asyncio.sleep(0.05)
+    assert node.id not in state.nodes
